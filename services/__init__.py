@@ -1,0 +1,1 @@
+"""The three wxstream services; each runs as `python -m services.<name>`."""

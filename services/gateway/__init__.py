@@ -1,0 +1,1 @@
+"""wxstream's gateway service."""

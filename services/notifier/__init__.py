@@ -1,0 +1,1 @@
+"""wxstream's notifier service."""

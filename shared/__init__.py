@@ -1,0 +1,1 @@
+"""The contract between wxstream's services: settings, keys, events, streams, logging."""

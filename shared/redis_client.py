@@ -1,0 +1,54 @@
+"""Redis clients with deliberate timeouts, pool sizes and retries (redis-py 8's defaults bite).
+
+redis-py 8 times sockets out after 5 s and caps the asyncio pool at 100 connections: a
+blocking ``XREAD BLOCK 15000`` dies with a timeout and a fan-out of readers hits the cap.
+Every service builds its clients here, so a stalled connection (a network that stops
+forwarding without closing) is noticed after ``timeout`` plus any block time, never silently hangs.
+"""
+
+from __future__ import annotations
+
+import redis
+import redis.asyncio as aredis
+from redis.asyncio.retry import Retry as AsyncRetry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+# A short retry for commands in flight when a connection breaks; the services' own loops
+# handle longer outages with their own backoff and report not-ready meanwhile.
+_RETRIES = 2
+_ERRORS: list[type[Exception]] = [redis.ConnectionError, redis.TimeoutError]
+
+
+def async_client(
+    url: str, *, timeout: float, block_seconds: float = 0.0, max_connections: int = 8
+) -> aredis.Redis:
+    """An asyncio client whose reads may block up to ``block_seconds`` beyond ``timeout``."""
+    return aredis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout + block_seconds,
+        socket_connect_timeout=timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+        max_connections=max_connections,
+        retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), _RETRIES),
+        retry_on_error=_ERRORS,
+    )
+
+
+def sync_client(
+    url: str, *, timeout: float, block_seconds: float = 0.0, max_connections: int = 8
+) -> redis.Redis:
+    """The threaded twin of :func:`async_client`, for the login service's itchat threads."""
+    return redis.Redis.from_url(
+        url,
+        decode_responses=True,
+        socket_timeout=timeout + block_seconds,
+        socket_connect_timeout=timeout,
+        socket_keepalive=True,
+        health_check_interval=30,
+        max_connections=max_connections,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), _RETRIES),
+        retry_on_error=_ERRORS,
+    )

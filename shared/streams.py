@@ -1,0 +1,107 @@
+"""How an event is written to and read from a Redis Stream, the same way in every service.
+
+A stream entry holds three fields: ``event`` (the name), ``data`` (the JSON) and ``ts``
+(the producer's clock in milliseconds, so consumers can measure delivery lag).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Final
+
+import redis
+import redis.asyncio as aredis
+from pydantic import BaseModel
+
+from shared.events import EventPayload, event_name, parse_event
+
+FIELD_EVENT: Final = "event"
+FIELD_DATA: Final = "data"
+FIELD_TS: Final = "ts"
+
+_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+MAX_ID_PART: Final = 2**64 - 1
+
+StreamId = tuple[int, int]
+
+
+class MalformedEntry(ValueError):
+    """A stream entry that does not follow the contract (a producer bug or a hand XADD)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    id: str
+    event: str
+    data: str
+    ts_ms: int
+
+    def payload(self) -> EventPayload:
+        """The validated event; raises ``MalformedEntry`` if it breaks the contract."""
+        try:
+            return parse_event(self.event, self.data)
+        except ValueError as exc:
+            raise MalformedEntry(f"entry {self.id}: {exc}") from exc
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def parse_stream_id(value: str) -> StreamId:
+    """``"1700000000000-3"`` → ``(1700000000000, 3)``; ``ValueError`` on anything else."""
+    match = _STREAM_ID.match(value)
+    if match is None:
+        raise ValueError(f"not a stream id: {value[:64]!r}")
+    ms, seq = int(match.group(1)), int(match.group(2))
+    if ms > MAX_ID_PART or seq > MAX_ID_PART:
+        raise ValueError(f"stream id out of range: {value[:64]!r}")
+    return ms, seq
+
+
+def encode(name: str, payload: BaseModel, *, ts_ms: int | None = None) -> dict[str, str]:
+    """The fields of one stream entry."""
+    return {
+        FIELD_EVENT: name,
+        FIELD_DATA: payload.model_dump_json(),
+        FIELD_TS: str(now_ms() if ts_ms is None else ts_ms),
+    }
+
+
+def encode_event(payload: EventPayload, *, ts_ms: int | None = None) -> dict[str, str]:
+    return encode(event_name(payload), payload, ts_ms=ts_ms)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def decode(entry_id: str | bytes, fields: Mapping[str | bytes, str | bytes]) -> Entry:
+    """Read an entry's fields back; ``MalformedEntry`` if a field is missing or wrong."""
+    eid = _text(entry_id)
+    text = {_text(k): _text(v) for k, v in fields.items()}
+    try:
+        name, data, ts = text[FIELD_EVENT], text[FIELD_DATA], text[FIELD_TS]
+    except KeyError as exc:
+        raise MalformedEntry(f"entry {eid}: missing field {exc.args[0]!r}") from None
+    try:
+        ts_ms = int(ts)
+    except ValueError:
+        raise MalformedEntry(f"entry {eid}: ts is not an integer") from None
+    return Entry(id=eid, event=name, data=data, ts_ms=ts_ms)
+
+
+async def append_event(
+    client: aredis.Redis, key: str, payload: EventPayload, *, maxlen: int
+) -> str:
+    """XADD one event with an approximate MAXLEN (trims whole nodes: keeps >= maxlen)."""
+    entry_id = await client.xadd(key, encode_event(payload), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    return _text(entry_id)
+
+
+def append_event_sync(client: redis.Redis, key: str, payload: EventPayload, *, maxlen: int) -> str:
+    entry_id = client.xadd(key, encode_event(payload), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
+    return _text(entry_id)

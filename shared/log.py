@@ -19,7 +19,8 @@ REDACTED_FIELDS: Final = frozenset(
 
 # Attributes every LogRecord has; anything else was passed through ``extra=``.
 _STANDARD: Final = frozenset(
-    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys() | {"message", "asctime"}
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+    | {"message", "asctime", "color_message"}
 )
 
 _context: dict[str, str] = {}

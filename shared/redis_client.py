@@ -24,7 +24,9 @@ def async_client(
     url: str, *, timeout: float, block_seconds: float = 0.0, max_connections: int = 8
 ) -> aredis.Redis:
     """An asyncio client whose reads may block up to ``block_seconds`` beyond ``timeout``."""
-    return aredis.Redis.from_url(
+    # A blocking pool: past ``max_connections`` callers wait for a free connection instead
+    # of failing, so a burst of requests never opens more connections than we chose.
+    pool = aredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         socket_timeout=timeout + block_seconds,
@@ -32,9 +34,11 @@ def async_client(
         socket_keepalive=True,
         health_check_interval=30,
         max_connections=max_connections,
+        timeout=timeout + block_seconds,
         retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), _RETRIES),
         retry_on_error=_ERRORS,
     )
+    return aredis.Redis(connection_pool=pool)
 
 
 def sync_client(

@@ -10,7 +10,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, cast
 
 import redis
 import redis.asyncio as aredis
@@ -26,6 +26,7 @@ _STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
 MAX_ID_PART: Final = 2**64 - 1
 
 StreamId = tuple[int, int]
+Fields = Mapping[str, str] | Mapping[bytes, bytes] | Mapping[str | bytes, str | bytes]
 
 
 class MalformedEntry(ValueError):
@@ -79,7 +80,7 @@ def _text(value: str | bytes) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
 
 
-def decode(entry_id: str | bytes, fields: Mapping[str | bytes, str | bytes]) -> Entry:
+def decode(entry_id: str | bytes, fields: Fields) -> Entry:
     """Read an entry's fields back; ``MalformedEntry`` if a field is missing or wrong."""
     eid = _text(entry_id)
     text = {_text(k): _text(v) for k, v in fields.items()}
@@ -105,3 +106,34 @@ async def append_event(
 def append_event_sync(client: redis.Redis, key: str, payload: EventPayload, *, maxlen: int) -> str:
     entry_id = client.xadd(key, encode_event(payload), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
     return _text(entry_id)
+
+
+# Typed reads. redis-py's reply types are unions of every possible shape; with
+# ``decode_responses=True`` (shared.redis_client) an entry is ``(id, {field: value})``.
+RawEntry = tuple[str, dict[str, str]]
+
+
+def _entries(reply: object) -> list[RawEntry]:
+    return cast(list[RawEntry], reply or [])
+
+
+async def xrange(
+    client: aredis.Redis, key: str, start: str = "-", end: str = "+", *, count: int
+) -> list[RawEntry]:
+    return _entries(await client.xrange(key, start, end, count=count))
+
+
+async def xrevrange(
+    client: aredis.Redis, key: str, end: str = "+", start: str = "-", *, count: int
+) -> list[RawEntry]:
+    return _entries(await client.xrevrange(key, end, start, count=count))
+
+
+async def xread(
+    client: aredis.Redis, key: str, after: str, *, count: int, block_ms: int
+) -> list[RawEntry]:
+    """One stream's entries after ``after`` (never ``$`` past the first call: LESSONS.md)."""
+    reply = await client.xread({key: after}, count=count, block=block_ms)
+    if not reply:
+        return []
+    return _entries(cast(list[tuple[str, object]], reply)[0][1])

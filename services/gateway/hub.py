@@ -1,0 +1,392 @@
+"""The one Redis reader of a gateway process, and the in-memory tail every client reads.
+
+One task reads ``<ns>:events`` with a blocking XREAD (in batches) and appends each entry,
+encoded to SSE bytes once, to a bounded tail. Clients hold nothing but a cursor (a sequence
+number into the tail); when several events are pending for them they get them joined into
+one write, and clients at the same place share the very same bytes object.
+
+The hub also keeps the latest ``login`` and ``notification`` entries (the state a new client
+gets first), notices when Redis lost the stream (a new epoch: clients get ``reset``), wakes
+idle clients for keepalives and cuts off those that fall too far behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import logging
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import redis.asyncio as aredis
+from redis.exceptions import RedisError
+
+from services.gateway import metrics
+from shared.metrics import REDIS_UP
+from shared.streams import (
+    Entry,
+    MalformedEntry,
+    StreamId,
+    decode,
+    parse_stream_id,
+    xrange,
+    xread,
+    xrevrange,
+)
+
+from .sse import frame, relayable
+
+log = logging.getLogger("wxstream.gateway.hub")
+
+STATE_EVENTS = ("login", "notification")
+# Bytes joined into one write at most; a client further behind loops over several writes.
+MAX_CHUNK = 256 * 1024
+
+
+@dataclass(slots=True)
+class Frame:
+    seq: int
+    sid: StreamId
+    id: str
+    event: str
+    data: str
+    ts_ms: int
+    raw: bytes
+
+
+@dataclass(eq=False, slots=True)
+class Client:
+    """What the hub knows of one open stream."""
+
+    addr: str
+    task: asyncio.Task[object] | None
+    cursor: int = 0
+    epoch: int = 0
+    last_write: float = 0.0
+    closing: str | None = None  # why the stream must end: "drain", "slow", "shutdown"
+    close_at: float | None = None
+
+
+@dataclass(slots=True)
+class Chunk:
+    data: bytes
+    last_seq: int
+    newest_ts_ms: int
+    count: int
+
+
+@dataclass
+class HubState:
+    """Where a newly registered client starts: the head and the epoch at that instant."""
+
+    head_seq: int
+    head_sid: StreamId | None
+    epoch: int
+    state: list[Frame] = field(default_factory=list)
+
+
+def to_frame(seq: int, entry: Entry) -> Frame:
+    return Frame(
+        seq=seq,
+        sid=parse_stream_id(entry.id),
+        id=entry.id,
+        event=entry.event,
+        data=entry.data,
+        ts_ms=entry.ts_ms,
+        raw=frame(entry),
+    )
+
+
+class Hub:
+    def __init__(
+        self,
+        client: aredis.Redis,
+        key: str,
+        *,
+        tail_size: int,
+        max_lag: int,
+        read_batch: int,
+        read_block_ms: int,
+        keepalive_seconds: float,
+    ) -> None:
+        self.redis = client
+        self.key = key
+        self.tail_size = tail_size
+        self.max_lag = max_lag
+        self.read_batch = read_batch
+        self.read_block_ms = read_block_ms
+        self.keepalive_seconds = keepalive_seconds
+
+        self.frames: list[Frame] = []
+        self.sids: list[StreamId] = []
+        self.base_seq = 1  # seq of frames[0]
+        self.next_seq = 1
+        self.epoch = 0
+        self.latest: dict[str, Frame] = {}
+        self.last_id = "0-0"
+        self.changed = asyncio.Event()
+        self.clients: set[Client] = set()
+        self.loaded = asyncio.Event()
+        self.reader_up = False
+        self.draining = False
+        self._cache: dict[int, Chunk] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._check_stream = True
+        self._empty = asyncio.Event()
+
+    # -- lifecycle -----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._read_loop(), name="hub-reader"),
+            asyncio.create_task(self._tick_loop(), name="hub-ticker"),
+        ]
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self.reader_up = False
+        metrics.READER_UP.set(0)
+
+    # -- the tail ------------------------------------------------------------------------
+
+    @property
+    def head_seq(self) -> int:
+        return self.next_seq - 1
+
+    def _wake(self) -> None:
+        old, self.changed = self.changed, asyncio.Event()
+        old.set()
+
+    def _append(self, entries: Sequence[tuple[str, dict[str, str]]]) -> int:
+        added = 0
+        for entry_id, fields in entries:
+            self.last_id = entry_id
+            try:
+                entry = decode(entry_id, fields)
+                if not relayable(entry):
+                    raise MalformedEntry(f"entry {entry_id}: not relayable ({entry.event[:32]!r})")
+                fr = to_frame(self.next_seq, entry)
+            except (MalformedEntry, ValueError) as exc:
+                metrics.MALFORMED.inc()
+                log.warning(
+                    "malformed_entry_skipped", extra={"entry_id": entry_id, "why": str(exc)}
+                )
+                continue
+            self.next_seq += 1
+            self.frames.append(fr)
+            self.sids.append(fr.sid)
+            if fr.event in STATE_EVENTS:
+                self.latest[fr.event] = fr
+            added += 1
+        if len(self.frames) > 2 * self.tail_size:
+            drop = len(self.frames) - self.tail_size
+            del self.frames[:drop]
+            del self.sids[:drop]
+            self.base_seq += drop
+        if added:
+            self._cache.clear()
+            metrics.TAIL_EVENTS.set(len(self.frames))
+            self._wake()
+        return added
+
+    def position_of(self, sid: StreamId) -> int | None:
+        """The seq of the tail frame with exactly this stream id, if the tail holds it."""
+        i = bisect.bisect_left(self.sids, sid)
+        if i < len(self.sids) and self.sids[i] == sid:
+            return self.base_seq + i
+        return None
+
+    def covers(self, sid: StreamId) -> bool:
+        """True when every entry after ``sid`` that this process has read is in the tail."""
+        return bool(self.sids) and self.sids[0] <= sid
+
+    def head_sid(self) -> StreamId | None:
+        return self.sids[-1] if self.sids else None
+
+    def behind(self, cursor: int) -> bool:
+        """The client at ``cursor`` lost its place: out of the tail, or too far behind."""
+        return cursor < self.base_seq - 1 or self.head_seq - cursor > self.max_lag
+
+    def chunk_after(self, cursor: int) -> Chunk | None:
+        """Everything after ``cursor`` as one write (at most MAX_CHUNK bytes), shared."""
+        if cursor >= self.head_seq:
+            return None
+        cached = self._cache.get(cursor)
+        if cached is not None:
+            return cached
+        start = cursor + 1 - self.base_seq
+        parts: list[bytes] = []
+        size = 0
+        end = start
+        for fr in self.frames[start:]:
+            parts.append(fr.raw)
+            size += len(fr.raw)
+            end += 1
+            if size >= MAX_CHUNK:
+                break
+        last = self.frames[end - 1]
+        chunk = Chunk(b"".join(parts), last.seq, last.ts_ms, end - start)
+        self._cache[cursor] = chunk
+        return chunk
+
+    def snapshot(self) -> HubState:
+        """The head, the epoch and the current state, as one consistent instant."""
+        state = sorted(self.latest.values(), key=lambda f: f.sid)
+        return HubState(self.head_seq, self.head_sid(), self.epoch, state)
+
+    # -- clients -------------------------------------------------------------------------
+
+    def register(self, client: Client) -> HubState:
+        snap = self.snapshot()
+        client.cursor = snap.head_seq
+        client.epoch = snap.epoch
+        self.clients.add(client)
+        metrics.CONNECTIONS.set(len(self.clients))
+        return snap
+
+    def unregister(self, client: Client) -> None:
+        self.clients.discard(client)
+        metrics.CONNECTIONS.set(len(self.clients))
+        if not self.clients:
+            self._empty.set()
+
+    async def wait_empty(self, seconds: float) -> bool:
+        """Wait until no stream is open (or ``seconds`` pass); True if none is."""
+        if self.clients:
+            self._empty.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._empty.wait(), seconds)
+        return not self.clients
+
+    def drain(self, seconds: float) -> None:
+        """End every open stream within ``seconds``, spread out so clients do not all
+        reconnect to the other gateways in the same instant."""
+        self.draining = True
+        now = asyncio.get_running_loop().time()
+        for client in self.clients:
+            client.close_at = now + random.uniform(0, seconds * 0.8)
+        self._wake()
+
+    # -- background work -----------------------------------------------------------------
+
+    async def _read_loop(self) -> None:
+        backoff = 0.1
+        while True:
+            try:
+                if not self.loaded.is_set():
+                    await self._load()
+                elif self._check_stream:
+                    await self._verify_stream()
+                entries = await xread(
+                    self.redis,
+                    self.key,
+                    self.last_id,
+                    count=self.read_batch,
+                    block_ms=self.read_block_ms,
+                )
+                self._set_up(True)
+                backoff = 0.1
+                if not entries:
+                    # Idle: a cheap moment to confirm the stream is still the one we read.
+                    self._check_stream = True
+                    continue
+                metrics.READER_BATCH.observe(len(entries))
+                self._append(entries)
+                if len(entries) >= self.read_batch:
+                    self._check_stream = True
+            except asyncio.CancelledError:
+                raise
+            except (RedisError, OSError) as exc:
+                self._set_up(False)
+                self._check_stream = True
+                log.warning("reader_redis_error", extra={"error": type(exc).__name__})
+                await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
+                backoff = min(backoff * 2, 5.0)
+            except Exception:
+                # A bug must not leave the process without a reader: log it and go on.
+                self._set_up(False)
+                log.exception("reader_failed")
+                await asyncio.sleep(1.0)
+
+    def _set_up(self, up: bool) -> None:
+        self.reader_up = up
+        metrics.READER_UP.set(1 if up else 0)
+        REDIS_UP.set(1 if up else 0)
+
+    async def _load(self) -> None:
+        """Fill the tail with the newest entries and find the latest state events."""
+        newest = await xrevrange(self.redis, self.key, count=self.tail_size)
+        self.frames.clear()
+        self.sids.clear()
+        self.latest.clear()
+        self.base_seq = self.next_seq
+        self._cache.clear()
+        self.last_id = "0-0"
+        self._append(list(reversed(newest)))
+        await self._find_older_state(newest[-1][0] if newest else None)
+        self.loaded.set()
+        self._set_up(True)
+        self._check_stream = False
+        log.info(
+            "hub_loaded", extra={"entries": len(self.frames), "epoch": self.epoch, "key": self.key}
+        )
+
+    async def _find_older_state(self, before: str | None) -> None:
+        """Page backwards past the tail until the latest login and notification are known."""
+        while before is not None and any(name not in self.latest for name in STATE_EVENTS):
+            page = await xrevrange(self.redis, self.key, f"({before}", count=1000)
+            if not page:
+                return
+            for entry_id, fields in page:
+                try:
+                    entry = decode(entry_id, fields)
+                except MalformedEntry:
+                    continue
+                wanted = entry.event in STATE_EVENTS and entry.event not in self.latest
+                if wanted and relayable(entry):
+                    self.latest[entry.event] = to_frame(0, entry)
+            before = page[-1][0]
+
+    async def _verify_stream(self) -> None:
+        """After an error or an idle read: is the entry we read last still there? If not,
+        Redis lost the stream (restart without persistence, failover, a deleted key)."""
+        self._check_stream = False
+        if self.last_id == "0-0":
+            return
+        found = await xrange(self.redis, self.key, self.last_id, self.last_id, count=1)
+        if found:
+            return
+        self.epoch += 1
+        metrics.EPOCHS.inc()
+        log.warning("stream_lost", extra={"key": self.key, "epoch": self.epoch})
+        self.loaded.clear()
+        await self._load()
+        self._wake()
+
+    async def _tick_loop(self) -> None:
+        """Keepalive wake-ups, slow-client cut-offs and the drain schedule: O(1) timers."""
+        loop = asyncio.get_running_loop()
+        while True:
+            interval = 0.25 if self.draining else min(1.0, self.keepalive_seconds / 2)
+            await asyncio.sleep(interval)
+            now = loop.time()
+            for client in list(self.clients):
+                if client.closing is not None:
+                    continue
+                if self.behind(client.cursor) and client.epoch == self.epoch:
+                    self.cut(client, "slow")
+                elif client.close_at is not None and now >= client.close_at:
+                    self.cut(client, "drain")
+            self._wake()
+
+    def cut(self, client: Client, reason: str) -> None:
+        """End a client's stream: it is woken and, if stuck in a write, cancelled."""
+        client.closing = reason
+        if reason == "slow" and client.task is not None:
+            # A slow client may be blocked in a write to a full socket: only cancelling
+            # frees it. Its memory is the shared tail, so nothing piles up meanwhile.
+            client.task.cancel()

@@ -1,0 +1,50 @@
+"""Server-Sent Events framing: every event is encoded to bytes once, here.
+
+Ids go only on real stream entries: a control frame with an id would move the browser's
+``Last-Event-ID`` and make it skip real events on the next reconnect.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Final
+
+from shared.streams import Entry
+
+KEEPALIVE: Final = b": keepalive\n\n"
+
+HEADERS: Final[list[tuple[bytes, bytes]]] = [
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache, no-store"),
+    # nginx and its kin buffer responses unless told not to; never compress the stream.
+    (b"x-accel-buffering", b"no"),
+    (b"content-encoding", b"identity"),
+]
+
+
+def relayable(entry: Entry) -> bool:
+    """An entry that can be framed safely: a known name and one line of JSON data."""
+    return (
+        entry.event in RELAYED_EVENTS
+        and "\n" not in entry.data
+        and "\r" not in entry.data
+        and entry.data[:1] in ("{", "[")
+    )
+
+
+RELAYED_EVENTS: Final = frozenset({"login", "notification", "message"})
+
+
+def frame(entry: Entry) -> bytes:
+    return f"id: {entry.id}\nevent: {entry.event}\ndata: {entry.data}\n\n".encode()
+
+
+def control_frame(event: str, data: dict[str, object]) -> bytes:
+    """A frame the gateway itself says (``reset``): no id, on purpose."""
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+def retry_frame(base_ms: int, jitter_ms: int) -> bytes:
+    """The reconnect delay, jittered so a deploy does not bring every client back at once."""
+    return f"retry: {base_ms + random.randint(0, jitter_ms)}\n\n".encode()

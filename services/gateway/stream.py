@@ -1,0 +1,202 @@
+"""``GET /stream``: the SSE endpoint, as a raw ASGI app.
+
+Raw ASGI rather than a streaming response: per connection it holds one coroutine, one small
+task that notices the client leaving, and a cursor into the hub's shared tail — nothing that
+grows with the number of events.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import Counter
+from typing import Any
+from urllib.parse import parse_qs
+
+import redis.asyncio as aredis
+
+from shared.streams import StreamId, parse_stream_id
+
+from . import metrics
+from .auth import Authenticator
+from .hub import Client, Hub
+from .replay import Plan, history, plan_start, reset_bytes, state_bytes
+from .settings import GatewaySettings
+from .sse import HEADERS, KEEPALIVE, retry_frame
+
+log = logging.getLogger("wxstream.gateway.stream")
+
+Scope = dict[str, Any]
+Message = dict[str, Any]
+
+
+class BadRequest(ValueError):
+    pass
+
+
+def last_event_id(scope: Scope) -> StreamId | None:
+    """``Last-Event-ID`` (sent by the browser on a reconnect) or ``?lastEventId=``."""
+    raw: str | None = None
+    for name, value in scope["headers"]:
+        if name == b"last-event-id":
+            raw = value.decode("latin-1")
+            break
+    if raw is None:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        values = query.get("lastEventId")
+        raw = values[0] if values else None
+    if raw is None or raw.strip() == "":
+        return None
+    try:
+        return parse_stream_id(raw.strip())
+    except ValueError:
+        raise BadRequest("Last-Event-ID must be a stream id like 1700000000000-0") from None
+
+
+async def send_json(send: Any, status: int, body: dict[str, object], retry_after: int = 0) -> None:
+    payload = json.dumps(body).encode()
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(payload)).encode()),
+    ]
+    if retry_after:
+        headers.append((b"retry-after", str(retry_after).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
+
+
+class StreamEndpoint:
+    def __init__(
+        self, hub: Hub, redis: aredis.Redis, auth: Authenticator, settings: GatewaySettings
+    ) -> None:
+        self.hub = hub
+        self.redis = redis
+        self.auth = auth
+        self.settings = settings
+        self.per_addr: Counter[str] = Counter()
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["method"] not in ("GET", "HEAD"):
+            await send_json(send, 405, {"error": "method not allowed: use GET"})
+            return
+        if self.auth.from_headers(scope["headers"]) is None:
+            metrics.REJECTED.labels("unauthenticated").inc()
+            await send_json(send, 401, {"error": "sign in first: no valid session"})
+            return
+        try:
+            last_id = last_event_id(scope)
+        except BadRequest as exc:
+            metrics.REJECTED.labels("bad_last_event_id").inc()
+            await send_json(send, 400, {"error": str(exc)})
+            return
+        addr = (scope.get("client") or ("unknown", 0))[0]
+        refusal = self._refuse(addr)
+        if refusal is not None:
+            status, reason, retry = refusal
+            metrics.REJECTED.labels(reason).inc()
+            await send_json(send, status, {"error": f"stream refused: {reason}"}, retry)
+            return
+        if not self.hub.loaded.is_set():
+            metrics.REJECTED.labels("not_ready").inc()
+            await send_json(send, 503, {"error": "stream not ready: Redis unreachable"}, 2)
+            return
+        self.per_addr[addr] += 1
+        try:
+            await self._stream(addr, last_id, receive, send)
+        finally:
+            self.per_addr[addr] -= 1
+            if self.per_addr[addr] <= 0:
+                del self.per_addr[addr]
+
+    def _refuse(self, addr: str) -> tuple[int, str, int] | None:
+        if self.hub.draining:
+            return 503, "draining", 1
+        if len(self.hub.clients) >= self.settings.max_streams:
+            return 503, "too_many_streams", 5
+        if self.per_addr[addr] >= self.settings.max_streams_per_client:
+            return 429, "too_many_streams_from_address", 10
+        return None
+
+    async def _stream(self, addr: str, last_id: StreamId | None, receive: Any, send: Any) -> None:
+        hub = self.hub
+        task = asyncio.current_task()
+        client = Client(addr=addr, task=task)
+        snap = hub.register(client)
+        watcher = asyncio.create_task(self._watch_disconnect(receive, client))
+        reason = "client"
+        loop = asyncio.get_running_loop()
+        try:
+            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+            await self._write(
+                send, retry_frame(self.settings.retry_ms, self.settings.retry_jitter_ms)
+            )
+            plan = await plan_start(hub, self.redis, client, snap, last_id)
+            metrics.RESUMES.labels(plan.source).inc()
+            await self._write_start(send, plan, snap)
+            client.last_write = loop.time()
+            while True:
+                if client.closing is not None:
+                    reason = client.closing
+                    break
+                if client.epoch != hub.epoch:
+                    # Redis lost the stream this client was reading: say so, then the state.
+                    fresh = hub.register(client)
+                    metrics.RESUMES.labels("reset").inc()
+                    await self._write(send, reset_bytes(fresh, "stream_lost"))
+                    client.last_write = loop.time()
+                    continue
+                chunk = hub.chunk_after(client.cursor)
+                if chunk is not None:
+                    if hub.behind(client.cursor):
+                        reason = "slow"
+                        break
+                    await self._write(send, chunk.data)
+                    client.cursor = chunk.last_seq
+                    now = loop.time()
+                    client.last_write = now
+                    metrics.DELIVERED.inc(chunk.count)
+                    metrics.DELIVERY_LAG.observe(max(0.0, time.time() - chunk.newest_ts_ms / 1000))
+                    continue
+                if loop.time() - client.last_write >= self.settings.keepalive_seconds:
+                    await self._write(send, KEEPALIVE)
+                    client.last_write = loop.time()
+                    continue
+                await hub.changed.wait()
+        except asyncio.CancelledError:
+            if client.closing is None:
+                raise
+            reason = client.closing
+            if task is not None:
+                task.uncancel()
+        finally:
+            watcher.cancel()
+            hub.unregister(client)
+        metrics.DISCONNECTS.labels(reason).inc()
+        if reason in ("drain", "shutdown"):
+            await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _write_start(self, send: Any, plan: Plan, snap: Any) -> None:
+        if plan.source == "state":
+            data = state_bytes(snap)
+            if data:
+                await self._write(send, data)
+        elif plan.source == "reset":
+            await self._write(send, reset_bytes(snap, plan.reason or "unknown_id"))
+        elif plan.source == "redis":
+            async for page in history(self.redis, self.hub.key, plan, self.settings.replay_page):
+                await self._write(send, page)
+
+    @staticmethod
+    async def _write(send: Any, data: bytes) -> None:
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    async def _watch_disconnect(self, receive: Any, client: Client) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                client.closing = "client"
+                if client.task is not None:
+                    client.task.cancel()
+                return

@@ -10,6 +10,7 @@ image tags, a drain longer than the grace period. The Prometheus rules go throug
 
 from __future__ import annotations
 
+import fnmatch
 import re
 import shutil
 import subprocess
@@ -317,6 +318,13 @@ def test_pdbs_hpas_and_network_policies_point_at_real_pods(overlay: str) -> None
                     assert peers, f"{ref(policy)}: a `from` podSelector selects nothing"
 
 
+def test_health_paths_are_the_ones_the_ops_server_serves() -> None:
+    from shared.ops_server import OPS_PATHS, ops_app
+
+    served = {getattr(route, "path", None) for route in ops_app(dict).routes}
+    assert set(OPS_PATHS) == served == HEALTH_PATHS
+
+
 def test_label_selector_semantics() -> None:
     labels = {"a": "1", COMPONENT: "gateway"}
     assert selects({}, labels)
@@ -501,14 +509,15 @@ def test_login_is_one_pod_with_a_private_persistent_session_dir(overlay: str) ->
     assert login["spec"]["replicas"] == 1
     assert login["metadata"]["name"] == "login"
     container = main_container(login)
-    session_dir = env_of(objs, container)["WX_SESSION_DIR"]
+    env = env_of(objs, container)
     claims = {t["metadata"]["name"] for t in login["spec"]["volumeClaimTemplates"]}
-    on_claims = [
-        m["mountPath"]
-        for m in container["volumeMounts"]
-        if m["name"] in claims and session_dir.startswith(m["mountPath"].rstrip("/") + "/")
-    ]
-    assert on_claims, f"{session_dir} is not on a PersistentVolumeClaim"
+    for setting in ("WX_SESSION_DIR", "WX_MEDIA_DIR"):
+        on_claims = [
+            m["mountPath"]
+            for m in container["volumeMounts"]
+            if m["name"] in claims and env[setting].startswith(m["mountPath"].rstrip("/") + "/")
+        ]
+        assert on_claims, f"{setting}={env[setting]} is not on a PersistentVolumeClaim"
     assert (
         pod_spec(login)["securityContext"]["fsGroup"] == container["securityContext"]["runAsGroup"]
     )
@@ -756,6 +765,23 @@ def test_dockerfile_builds_a_venv_and_ships_only_it_as_a_non_root_user() -> None
         for component in SERVICES:
             container = main_container(workload_of(render(overlay), component))
             assert container["securityContext"]["runAsUser"] == uid, (overlay, component)
+
+
+def test_every_runtime_data_file_is_installed_into_the_image() -> None:
+    # The image holds a regular (non-editable) install: a file under services/ or shared/
+    # that package-data does not match would be missing from the container.
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"].get("package-data", {}).get("*", [])
+    missing = [
+        str(path.relative_to(ROOT))
+        for top in ("services", "shared")
+        for path in (ROOT / top).rglob("*")
+        if path.is_file()
+        and "__pycache__" not in path.parts
+        and path.suffix not in (".py", ".pyi")
+        and not any(fnmatch.fnmatch(path.name, pattern) for pattern in patterns)
+    ]
+    assert not missing, f"add their patterns to [tool.setuptools.package-data]: {missing}"
 
 
 def test_build_context_holds_every_package_that_pyproject_installs() -> None:

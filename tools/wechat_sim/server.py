@@ -90,6 +90,7 @@ class SimServer:
             port=self._requested_port,
             loop="asyncio",
             http="h11",
+            ws="none",
             lifespan="on",
             log_config=None,
             access_log=False,

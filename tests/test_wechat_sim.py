@@ -147,6 +147,23 @@ def test_login_poll_is_held_then_answers_408(sim: SimServer, phone: SimClient) -
     assert response.elapsed.total_seconds() >= POLL_SECONDS * 0.9
 
 
+def test_scanned_code_keeps_answering_201_until_confirmed(
+    new_run: Callable[[], ItchatRun], phone: SimClient
+) -> None:
+    run = new_run().start()
+    phone.wait(phase="waiting_scan")
+    phone.scan()
+    run.wait_qr(lambda c: c.status == "201")
+    polls = phone.state()["requests"]["login"]
+    # Two more polls run into the deadline while the phone has not confirmed yet.
+    phone.wait(endpoint="login", count=polls + 2)
+    after_scan = run.qr_calls[[c.status for c in run.qr_calls].index("201") :]
+    assert len(after_scan) >= 2
+    assert {c.status for c in after_scan} == {"201"}
+    phone.confirm()
+    assert run.logged_in.wait(WAIT), run.error
+
+
 def test_redirect_url_and_cookies_fit_itchat(sim: SimServer, phone: SimClient) -> None:
     with httpx.Client(base_url=sim.base_url) as http:
         uuid = http.get("/jslogin").text.rsplit('"', 2)[-2]
@@ -302,6 +319,18 @@ def test_raw_entry_is_delivered_as_is(logged_in: ItchatRun, phone: SimClient) ->
     msg = logged_in.next_message()
     assert msg["Text"] == "\u05e9\u05dc\u05d5\u05dd <raw>"
     assert msg["CreateTime"] == 1700000000
+
+
+def test_fault_hook_breaks_one_sync_and_itchat_recovers(
+    logged_in: ItchatRun, phone: SimClient
+) -> None:
+    phone.fault("webwxsync", "{broken json")
+    phone.message(kind="friend", type="text", text="第二次才到 🐢")
+    # The broken answer costs itchat one retry; the message stayed queued and still arrives.
+    assert logged_in.next_message()["Text"] == "第二次才到 🐢"
+    state = phone.state()
+    assert state["faults"] == {}
+    assert state["requests"]["webwxsync"] >= 2
 
 
 def test_reply_is_recorded_by_the_simulator(logged_in: ItchatRun, phone: SimClient) -> None:

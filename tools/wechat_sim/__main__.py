@@ -8,6 +8,7 @@ import logging
 import uvicorn
 
 from .app import create_app
+from .server import SimUvicorn
 from .state import SimConfig, SimState
 
 
@@ -28,13 +29,14 @@ def main(argv: list[str] | None = None) -> None:
         SimConfig(poll_seconds=args.poll_seconds, contact_page_size=args.contact_page_size)
     )
     # uvicorn's own access log prints query strings, which carry skeys and tickets.
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(state),
         host=args.host,
         port=args.port,
         access_log=False,
         timeout_graceful_shutdown=1,
     )
+    SimUvicorn(config, state).run()
 
 
 if __name__ == "__main__":

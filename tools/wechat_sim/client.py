@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from types import TracebackType
 from typing import Any, cast
 
@@ -100,6 +101,28 @@ class SimClient:
     def raw_message(self, entry: Any) -> str:
         """Deliver ``entry`` into the next AddMsgList exactly as given."""
         return str(self._call("POST", "message", {"raw": entry})["msg_id"])
+
+    def fault(
+        self,
+        endpoint: str,
+        body: str | bytes = "",
+        *,
+        status: int = 200,
+        times: int = 1,
+        content_type: str = "text/plain; charset=utf-8",
+    ) -> None:
+        """Make the next ``times`` requests to ``endpoint`` (e.g. "webwxsync") get this answer."""
+        request: dict[str, Any] = {
+            "endpoint": endpoint,
+            "status": status,
+            "times": times,
+            "content_type": content_type,
+        }
+        if isinstance(body, bytes):
+            request["body_base64"] = base64.b64encode(body).decode("ascii")
+        else:
+            request["body"] = body
+        self._call("POST", "fault", request)
 
     def end(self, retcode: int = 1101) -> None:
         self._call("POST", "end", {"retcode": retcode})

@@ -6,6 +6,7 @@ listed in this package's README.md.
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any, get_args
 
@@ -14,7 +15,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from .messages import MessageError, MessageKind, MessageType, build_message
-from .state import Conflict, Invalid, Phase, SimState
+from .state import Conflict, Fault, Invalid, Phase, SimState
 
 PHASES: tuple[str, ...] = get_args(Phase)
 MAX_WAIT_SECONDS = 120.0
@@ -99,7 +100,9 @@ async def wait(request: Request) -> Response:
             and (endpoint is None or state.requests[endpoint] >= count)
             and (sent is None or len(state.sent) >= sent)
         )
-        return True if ok else None
+        if ok:
+            return True
+        return False if state.closing else None
 
     if await state.changes.until(reached, timeout):
         return JSONResponse(state.view())
@@ -179,6 +182,34 @@ async def message(request: Request) -> Response:
     return JSONResponse({"msg_id": entry["MsgId"]})
 
 
+async def fault(request: Request) -> Response:
+    """Hostile-data hook: the next ``times`` requests to ``endpoint`` get this answer instead."""
+    body = await _body(request)
+    endpoint = body.get("endpoint")
+    if not isinstance(endpoint, str) or not endpoint:
+        raise Invalid("endpoint must name a protocol endpoint, e.g. 'webwxsync'")
+    status, times = body.get("status", 200), body.get("times", 1)
+    if not isinstance(status, int) or not 100 <= status <= 599:
+        raise Invalid("status must be an HTTP status code")
+    if not isinstance(times, int) or times < 1:
+        raise Invalid("times must be a positive integer")
+    content_type = body.get("content_type", "text/plain; charset=utf-8")
+    if not isinstance(content_type, str):
+        raise Invalid("content_type must be a string")
+    if "body_base64" in body:
+        try:
+            payload = base64.b64decode(str(body["body_base64"]), validate=True)
+        except ValueError as exc:
+            raise Invalid(f"body_base64 is not base64: {exc}") from exc
+    else:
+        text = body.get("body", "")
+        if not isinstance(text, str):
+            raise Invalid("body must be a string (or use body_base64 for raw bytes)")
+        payload = text.encode("utf-8")
+    _state(request).add_fault(endpoint, Fault(status, payload, content_type), times)
+    return JSONResponse({"endpoint": endpoint, "queued": _state(request).view()["faults"]})
+
+
 async def end(request: Request) -> Response:
     retcode = (await _body(request)).get("retcode", 1101)
     if not isinstance(retcode, int) or isinstance(retcode, bool):
@@ -205,6 +236,7 @@ def routes() -> list[BaseRoute]:
         ("push_login", push_login, "POST"),
         ("message", message, "POST"),
         ("end", end, "POST"),
+        ("fault", fault, "POST"),
         ("reset", reset, "POST"),
     ]
     return [Route(f"/_sim/{name}", _endpoint(fn), methods=[method]) for name, fn, method in table]

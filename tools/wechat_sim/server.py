@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from types import TracebackType
+from types import FrameType, TracebackType
 
 import uvicorn
 
@@ -22,22 +22,38 @@ START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
 
-class _ThreadedUvicorn(uvicorn.Server):
-    """A uvicorn server that reports when it is listening, and on which port."""
+class SimUvicorn(uvicorn.Server):
+    """uvicorn that reports when (and on which port) it listens, and ends long polls on exit.
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    Without the release, a shutdown waits for every held login poll and synccheck, then
+    cancels them into 500s once the graceful-shutdown timeout runs out.
+    """
+
+    def __init__(self, config: uvicorn.Config, state: SimState) -> None:
         super().__init__(config)
+        self.state = state
         self.ready = threading.Event()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.port = 0
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        self.state.closing = False  # a restarted SimServer holds long polls again
         await super().startup(sockets)
         self.loop = asyncio.get_running_loop()
         for server in self.servers:
             for sock in server.sockets:
                 self.port = int(sock.getsockname()[1])
         self.ready.set()
+
+    def release(self) -> None:
+        """Answer every held request now; safe to call from any thread."""
+        loop = self.loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.state.close)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.release()
+        super().handle_exit(sig, frame)
 
     def run_in_thread(self) -> None:
         try:
@@ -63,7 +79,7 @@ class SimServer:
             SimConfig(poll_seconds=poll_seconds, contact_page_size=contact_page_size)
         )
         self._requested_port = port
-        self._server: _ThreadedUvicorn | None = None
+        self._server: SimUvicorn | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
 
@@ -96,7 +112,7 @@ class SimServer:
             access_log=False,
             timeout_graceful_shutdown=1,
         )
-        server = _ThreadedUvicorn(config)
+        server = SimUvicorn(config, self.state)
         thread = threading.Thread(target=server.run_in_thread, name="wechat-sim", daemon=True)
         thread.start()
         if not server.ready.wait(START_TIMEOUT) or not server.port:
@@ -110,9 +126,7 @@ class SimServer:
         server, thread = self._server, self._thread
         if server is None or thread is None:
             return
-        if server.loop is not None and not server.loop.is_closed():
-            # Wake held login polls and syncchecks; otherwise uvicorn waits for them.
-            server.loop.call_soon_threadsafe(self.state.close)
+        server.release()
         server.should_exit = True
         thread.join(STOP_TIMEOUT)
         self._server = self._thread = None

@@ -85,6 +85,15 @@ class Session:
         }
 
 
+@dataclass(frozen=True)
+class Fault:
+    """A canned answer that replaces the next real one of a protocol endpoint."""
+
+    status: int
+    body: bytes
+    content_type: str
+
+
 class StateView(TypedDict):
     """``GET /_sim/state``."""
 
@@ -100,6 +109,7 @@ class StateView(TypedDict):
     refuse_next: bool
     push_login: bool
     requests: dict[str, int]
+    faults: dict[str, int]
 
 
 def _token(nbytes: int) -> str:
@@ -127,6 +137,7 @@ class SimState:
         self.push_login_enabled = False
         self.sent: list[dict[str, Any]] = []
         self.requests: Counter[str] = Counter()
+        self.faults: dict[str, deque[Fault]] = {}
 
     def changed(self) -> None:
         self.changes.notify()
@@ -324,6 +335,21 @@ class SimState:
             return 0, 2
         return (0, 0) if timed_out or self.closing else None
 
+    # --- injected faults (hostile-data hook) -------------------------------------------
+
+    def add_fault(self, endpoint: str, fault: Fault, times: int) -> None:
+        self.faults.setdefault(endpoint, deque()).extend([fault] * times)
+        self.changed()
+
+    def take_fault(self, endpoint: str) -> Fault | None:
+        queued = self.faults.get(endpoint)
+        if not queued:
+            return None
+        fault = queued.popleft()
+        if not queued:
+            del self.faults[endpoint]
+        return fault
+
     # --- observation -------------------------------------------------------------------
 
     def record_sent(self, message: dict[str, Any]) -> None:
@@ -345,4 +371,5 @@ class SimState:
             "refuse_next": self.refuse_next,
             "push_login": self.push_login_enabled,
             "requests": dict(self.requests),
+            "faults": {endpoint: len(queued) for endpoint, queued in self.faults.items()},
         }

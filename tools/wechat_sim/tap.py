@@ -1,4 +1,4 @@
-"""Bookkeeping in front of every route: per-endpoint request counts and one log line each.
+"""In front of every route: per-endpoint request counts, injected faults, one log line each.
 
 The log line carries method, path, status and duration only: query strings hold skeys,
 tickets and sids, and cookies hold the session, so neither is ever logged.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .state import SimState
@@ -34,9 +35,14 @@ class RequestTap:
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]
+        app = self.app
         if not path.startswith(CONTROL_PREFIX):
+            endpoint = endpoint_name(path)
             # Counted on arrival, so a test can see a long poll that is still being held.
-            self.state.count_request(endpoint_name(path))
+            self.state.count_request(endpoint)
+            fault = self.state.take_fault(endpoint)
+            if fault is not None:
+                app = Response(fault.body, fault.status, media_type=fault.content_type)
         status = 0
 
         async def send_and_note(message: Message) -> None:
@@ -47,7 +53,7 @@ class RequestTap:
 
         started = time.perf_counter()
         try:
-            await self.app(scope, receive, send_and_note)
+            await app(scope, receive, send_and_note)
         finally:
             logger.info(
                 "%s %s %d %.0fms",

@@ -395,6 +395,15 @@ def test_every_container_has_requests_limits_and_a_restricted_security_context(
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
+def test_pods_get_no_service_links_and_no_api_token(overlay: str) -> None:
+    # Service links inject <SERVICE>_PORT=tcp://... variables: a Service named `wx-ops`
+    # would set WX_OPS_PORT and break the settings. No service talks to the API server.
+    for workload in workloads(render(overlay)):
+        assert pod_spec(workload).get("enableServiceLinks") is False, ref(workload)
+        assert pod_spec(workload).get("automountServiceAccountToken") is False, ref(workload)
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
 def test_python_containers_get_a_writable_tmp(overlay: str) -> None:
     for workload in workloads(render(overlay)):
         volumes = {v["name"]: v for v in pod_spec(workload).get("volumes", [])}

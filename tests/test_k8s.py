@@ -42,8 +42,9 @@ APP_OVERLAYS = ("dev", "prod")
 CRD_KINDS = frozenset(
     {("monitoring.coreos.com/v1", "ServiceMonitor"), ("monitoring.coreos.com/v1", "PrometheusRule")}
 )
-#: HTTP paths that probes and scrapers may use. The one list to check against the
-#: services' real route tables once they exist.
+#: HTTP paths that probes and scrapers may use: the one list to hold against the services'
+#: real route tables (today: shared.ops_server's, below; the gateway serves the same
+#: health routes on its http port).
 HEALTH_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 NAMESPACE = "wxstream"
 SERVICES = ("gateway", "login", "notifier")

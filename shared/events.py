@@ -65,7 +65,12 @@ class LoggedOut(_Event):
     retcode: str | None = None
 
 
-LoginErrorReason = Literal["refused", "unreachable", "protocol"]
+LoginErrorReason = Literal[
+    "refused",
+    "unreachable",
+    "protocol",
+    "qr_timeout",  # no scan after the configured number of QR codes; waits for `relogin`
+]
 
 
 class LoginError(_Event):

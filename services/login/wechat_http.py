@@ -1,0 +1,134 @@
+"""What the login service adds to itchat's HTTP session (``core.s``), without patching itchat.
+
+* :class:`WireWatch` is a ``requests`` response hook. It keeps what itchat reads and throws
+  away: the avatar data URL of the 201 "scanned" answer, the synccheck ``retcode`` that ends
+  a session (1100/1101/1102), and the ``<ret>``/``<message>`` of a refused login (1203).
+* :class:`GatedAdapter` is a transport adapter mounted on the session. Before every request
+  it asks a gate whether this process may still talk to WeChat (the attempt was not
+  cancelled, the lease is still ours); and it gives every request a timeout, because itchat
+  sets one only on synccheck and webwxsync — a server that hangs would hang it for ever.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+
+_AVATAR: Final = re.compile(r"window\.userAvatar\s*=\s*'([^']*)'")
+_CODE: Final = re.compile(r"window\.code=(\d+)")
+_SYNC: Final = re.compile(r'window\.synccheck=\{retcode:"(\d+)",selector:"(\d+)"\}')
+_RET: Final = re.compile(r"<ret>(-?\d+)</ret>")
+_MESSAGE: Final = re.compile(r"<message>(.*?)</message>", re.DOTALL)
+
+MAX_AVATAR_CHARS: Final = 512 * 1024
+
+
+class GateClosed(requests.exceptions.ConnectionError):
+    """This process may no longer talk to WeChat for this attempt."""
+
+
+class WireWatch:
+    """A response hook recording the bits of WeChat's answers that itchat ignores."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.avatars: dict[str, str] = {}
+        # The last synccheck outcome: a retcode ("0" fine), "http_error" or "unparseable".
+        self.last_sync: str | None = None
+        self.login_ret: str | None = None
+        self.login_message: str | None = None
+        self.progress_at = time.monotonic()
+
+    def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        path = urlsplit(response.url).path
+        if path.endswith("/jslogin"):
+            return  # answered, but not progress: itchat retries a failing jslogin for ever
+        self.progress_at = time.monotonic()
+        if path.endswith("/mmwebwx-bin/login"):
+            self._login_poll(response)
+        elif path.endswith("/synccheck"):
+            self._synccheck(response)
+        elif path.endswith("/webwxnewloginpage"):
+            self._redirect(response)
+
+    def _login_poll(self, response: requests.Response) -> None:
+        text = response.text
+        code = _CODE.search(text)
+        if code is None or code.group(1) != "201":
+            return
+        avatar = _AVATAR.search(text)
+        uuid = parse_qs(urlsplit(response.url).query).get("uuid", [""])[0]
+        if avatar and uuid and len(avatar.group(1)) <= MAX_AVATAR_CHARS:
+            with self._lock:
+                self.avatars[uuid] = avatar.group(1)
+
+    def _synccheck(self, response: requests.Response) -> None:
+        if response.status_code >= 400:
+            self.last_sync = "http_error"
+            return
+        match = _SYNC.search(response.text)
+        self.last_sync = match.group(1) if match else "unparseable"
+
+    def _redirect(self, response: requests.Response) -> None:
+        text = response.text
+        ret = _RET.search(text)
+        message = _MESSAGE.search(text)
+        self.login_ret = ret.group(1) if ret else None
+        self.login_message = message.group(1).strip()[:500] if message else None
+
+    def avatar(self, uuid: str | None) -> str | None:
+        if uuid is None:
+            return None
+        with self._lock:
+            return self.avatars.get(uuid)
+
+
+Timeout = float | tuple[float, float] | tuple[float, None] | None
+
+
+class GatedAdapter(HTTPAdapter):
+    """Checks ``gate()`` before every request and supplies a default timeout."""
+
+    def __init__(self, gate: Callable[[], None], timeout: tuple[float, float]) -> None:
+        super().__init__()
+        self._gate = gate
+        self._timeout = timeout
+
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: Timeout = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        self._gate()
+        return super().send(
+            request,
+            stream=stream,
+            timeout=self._timeout if timeout is None else timeout,
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+
+
+def instrument(
+    session: requests.Session,
+    watch: WireWatch,
+    gate: Callable[[], None],
+    timeout: tuple[float, float],
+) -> None:
+    """Mount the gated adapter and the response hook on itchat's session."""
+    adapter = GatedAdapter(gate, timeout)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.hooks["response"].append(watch)

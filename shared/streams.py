@@ -22,7 +22,7 @@ FIELD_EVENT: Final = "event"
 FIELD_DATA: Final = "data"
 FIELD_TS: Final = "ts"
 
-_STREAM_ID = re.compile(r"^(\d{1,20})-(\d{1,20})$")
+_STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
 MAX_ID_PART: Final = 2**64 - 1
 
 StreamId = tuple[int, int]

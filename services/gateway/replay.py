@@ -50,7 +50,7 @@ async def plan_start(
     if last_id is None:
         return Plan("state")
     seq = hub.position_of(last_id)
-    if seq is not None:
+    if seq is not None and not hub.behind(seq):
         client.cursor = seq
         return Plan("memory")
     head = snap.head_sid
@@ -67,7 +67,7 @@ async def plan_start(
             await hub.changed.wait()
         client.cursor = seq
         return Plan("memory")
-    if head is not None and hub.sids and last_id >= hub.sids[0]:
+    if seq is None and head is not None and hub.sids and last_id >= hub.sids[0]:
         # Inside the span the tail covers, yet not in it: no such entry in this stream.
         return Plan("reset", reason="unknown_id")
     if not await _exists(redis, hub.key, entry_id):

@@ -126,6 +126,7 @@ class StreamEndpoint:
         snap = hub.register(client)
         watcher = asyncio.create_task(self._watch_disconnect(receive, client))
         reason = "client"
+        cancelled = False
         loop = asyncio.get_running_loop()
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
@@ -168,13 +169,16 @@ class StreamEndpoint:
             if client.closing is None:
                 raise
             reason = client.closing
+            cancelled = True
             if task is not None:
                 task.uncancel()
         finally:
             watcher.cancel()
             hub.unregister(client)
         metrics.DISCONNECTS.labels(reason).inc()
-        if reason in ("drain", "shutdown"):
+        if not cancelled:
+            # End the response properly; a client cancelled mid-write (gone, or stuck behind
+            # a full socket) gets its connection closed by uvicorn instead.
             await send({"type": "http.response.body", "body": b"", "more_body": False})
 
     async def _write_start(self, send: Any, plan: Plan, snap: Any) -> None:

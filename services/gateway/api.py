@@ -60,6 +60,13 @@ class MessagePage(BaseModel):
     next_before: str | None = Field(description="Pass as `before` for the next (older) page")
 
 
+class ConfigOut(BaseModel):
+    account: str
+    demo_phone_url: str | None = Field(
+        description="The simulator's phone page, when the gateway runs in demo mode"
+    )
+
+
 class CommandAccepted(BaseModel):
     command: CommandName
     id: str
@@ -126,6 +133,15 @@ async def sign_out(session: CurrentSession, request: Request, gateway: GatewayDe
         COOKIE, path="/", httponly=True, samesite="strict", secure=gateway.cookie_secure(request)
     )
     return response
+
+
+@router.get("/config", response_model=ConfigOut, summary="What the dashboard needs to know")
+async def config(session: CurrentSession, gateway: GatewayDep) -> ConfigOut:
+    control = gateway.settings.sim_control_url
+    return ConfigOut(
+        account=gateway.settings.account,
+        demo_phone_url=f"{control.rstrip('/')}/phone" if control else None,
+    )
 
 
 @router.get("/state", response_model=StateOut, summary="Login state, user and unread count")

@@ -125,7 +125,12 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     async def docs() -> HTMLResponse:
         return get_swagger_ui_html(openapi_url="/openapi.json", title="wxstream API")
 
-    @app.get("/api/{rest:path}", include_in_schema=False)
+    @app.api_route(
+        "/api/{rest:path}",
+        methods=["GET", "POST", "DELETE"],
+        include_in_schema=False,
+        dependencies=[Depends(require_session)],
+    )
     async def api_not_found(rest: str) -> None:
         raise HTTPException(404, f"no such API endpoint: /api/{rest[:100]}")
 

@@ -302,3 +302,31 @@ def _closed_port() -> int:
     from shared.local_redis import free_port
 
     return free_port()
+
+
+def test_a_batch_itchat_cannot_process_is_still_stored_from_the_raw_entries(
+    rig: LoginRig,
+) -> None:
+    proc = rig.start()
+    rig.log_in()
+    contacts = rig.phone.contacts()
+    friend = next(c for c in contacts["contacts"] if c["nick_name"] == "张三")
+    # No "Url": itchat's produce_msg raises KeyError and drops the whole batch.
+    broken = {
+        "MsgId": "7000000000000000001",
+        "FromUserName": friend["user_name"],
+        "ToUserName": contacts["user"]["user_name"],
+        "MsgType": 1,
+        "Content": '坏了 &lt;3 <span class="emoji emoji1f494"></span>',
+        "CreateTime": int(time.time()),
+    }
+    rig.phone.raw_message(broken)
+    (_, recovered), *_ = rig.wait_messages(1)
+    assert recovered["id"] == "7000000000000000001"
+    assert (recovered["type"], recovered["text"]) == ("text", "坏了 <3 💔")
+    assert (recovered["chat"], recovered["chat_name"]) == ("friend", "张三")
+    assert "message_recovered_from_raw" in proc.log_text()
+    # The receive loop and the pump carry on.
+    rig.phone.message(kind="friend", type="text", text="正常 ✅")
+    rig.wait_messages(2)
+    assert rig.messages()[1][1]["text"] == "正常 ✅"

@@ -7,14 +7,14 @@ import os
 import signal
 import time
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httpx
 import pytest
 import redis
 from procs import wait_for
 
-from services.login.lease import LOCAL_VALIDITY, Held, Lease, LeaseState, token_of
+from services.login.lease import LOCAL_VALIDITY, Held, Lease, LeaseKeeper, LeaseState, token_of
 from services.login.publisher import Fenced, Publisher
 from shared.events import LoggedOut
 from shared.keys import Keys
@@ -167,3 +167,56 @@ def test_stalled_owner_that_wakes_up_after_takeover_publishes_nothing(rig: Login
     with pytest.raises(TimeoutError):
         rig.wait_messages(2, timeout=1.5)
     assert standby.metric("wxstream_login_lease_held") == 1.0
+
+
+class _FlakyLease:
+    """A lease whose Redis can be switched off."""
+
+    def __init__(self) -> None:
+        self.down = False
+        self.acquired = 0
+
+    def acquire(self) -> str | None:
+        if self.down:
+            raise redis.ConnectionError("down")
+        self.acquired += 1
+        return f"{self.acquired}:me"
+
+    def renew(self, value: str) -> bool:
+        if self.down:
+            raise redis.ConnectionError("down")
+        return True
+
+    def release(self, value: str) -> bool:
+        return True
+
+
+def test_keeper_gives_the_lease_up_locally_when_redis_stays_unreachable() -> None:
+    fake = _FlakyLease()
+    state = LeaseState()
+    gained: list[str] = []
+    lost: list[str] = []
+    keeper = LeaseKeeper(
+        cast(Lease, fake),
+        state,
+        ttl_seconds=0.6,
+        renew_seconds=0.1,
+        poll_seconds=0.05,
+        on_acquired=gained.append,
+        on_lost=lambda value, why: lost.append(why),
+    )
+    keeper.start()
+    try:
+        wait_for(lambda: gained == ["1:me"] and state.held, timeout=5)
+        fake.down = True
+        started = time.monotonic()
+        wait_for(lambda: lost == ["redis_unreachable"], timeout=5)
+        # Not before the local deadline (90 % of the ttl after the last renewal).
+        assert time.monotonic() - started >= 0.3
+        assert state.value() is None
+        assert not keeper.redis_ok
+        fake.down = False
+        wait_for(lambda: gained == ["1:me", "2:me"] and state.held, timeout=5)
+    finally:
+        keeper.stop()
+        keeper.join(2)

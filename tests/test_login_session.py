@@ -3,7 +3,9 @@ logs, commands it does not understand, optional media download, and a quick SIGT
 
 from __future__ import annotations
 
+import io
 import json
+import logging
 import os
 import stat
 import time
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING
 import pytest
 from procs import wait_for
 
+from services.login.itchat_logging import RedactingFilter
 from services.login.session_file import SessionFile
 
 pytest_plugins = ("login_fixtures",)
@@ -164,3 +167,35 @@ def test_sigterm_while_a_qr_code_waits_exits_zero_quickly(rig: LoginRig) -> None
     started = time.monotonic()
     assert proc.stop(timeout=10) == 0
     assert time.monotonic() - started < 5.0
+
+
+def test_itchat_and_urllib3_lines_lose_tickets_urls_and_text() -> None:
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.addFilter(RedactingFilter())
+    loggers = [logging.getLogger(n) for n in ("itchat", "urllib3.connectionpool")]
+    for logger in loggers:
+        logger.addHandler(handler)
+    try:
+        url = "http://h/cgi-bin/mmwebwx-bin/synccheck?r=1&skey=%40crypt_SECRET1&sid=SECRET2"
+        # itchat logs preformatted text (traceback.format_exc(), "%" already applied).
+        traceback_text = (
+            "Traceback (most recent call last):\n  File x\n"
+            "requests.exceptions.ConnectionError: Max retries exceeded with url: " + url
+        )
+        logging.getLogger("itchat").error(traceback_text)
+        logging.getLogger("itchat").error("Login successfully as 小明 SECRET3")
+        logging.getLogger("itchat").error("Useless message received: 1\n{'Content': 'SECRET4'}")
+        logging.getLogger("itchat").error("Please press confirm on your phone.")
+        logging.getLogger("urllib3.connectionpool").warning(
+            "Retrying after connection broken by 'x': /webwxsync?sid=SECRET5&pass_ticket=SECRET6"
+        )
+    finally:
+        for logger in loggers:
+            logger.removeHandler(handler)
+    text = out.getvalue()
+    assert "SECRET" not in text
+    assert "ConnectionError" in text
+    assert "Please press confirm on your phone." in text
+    assert text.count("withheld") == 2
+    assert "/webwxsync?[redacted]" in text

@@ -32,7 +32,7 @@ from services.login.lease import LeaseState
 from services.login.media import MediaSaver
 from services.login.normalize import Me, name_text
 from services.login.publisher import Fenced, Publisher, with_retry
-from services.login.pump import MessagePump
+from services.login.pump import BATCH_END, MessagePump
 from services.login.session_file import SessionFile
 from services.login.settings import LoginSettings
 from services.login.wechat_http import GateClosed, WireWatch, instrument
@@ -148,6 +148,10 @@ class LoginAttempt:
         self._push_uuids: set[str] = set()
         self._confirmed: set[str] = set()
         self._progress_at = time.monotonic()
+        # Set once loginCallback has reported (or the attempt is over): on a hot reload
+        # itchat starts receiving before it calls loginCallback, and a session that dies at
+        # once must not be reported ended before it was reported logged in.
+        self._login_reported = threading.Event()
         media = MediaSaver(settings.media_dir) if settings.download_media else None
         self.pump = MessagePump(
             self.core.msgList,
@@ -156,6 +160,7 @@ class LoginAttempt:
             media=media,
             on_fenced=self.cancel,
             generation=generation,
+            contact=self._contact,
         )
         self._thread = threading.Thread(target=self._run, name=f"login-{generation}", daemon=True)
 
@@ -210,7 +215,7 @@ class LoginAttempt:
 
     # --- the attempt (its own thread) ----------------------------------------------------
 
-    def _gate(self) -> None:
+    def _gate(self, request: requests.PreparedRequest) -> None:
         if self.cancelled.is_set():
             raise GateClosed("this login attempt was stopped")
         if self.lease.value() != self.lease_value and not self.lease.wait_valid(
@@ -218,6 +223,13 @@ class LoginAttempt:
         ):
             self.cancel()
             raise GateClosed("the lease is no longer held")
+        if urlsplit(request.url or "").path.endswith("/synccheck"):
+            # itchat's receive loop is sequential: by its next synccheck, every message of
+            # the previous webwxsync is on msgList — or lost inside itchat. The marker lets
+            # the pump store from the raw entries whatever did not arrive.
+            batch = self.watch.close_batch()
+            if batch:
+                self.core.msgList.put({BATCH_END: batch})
 
     def _run(self) -> None:
         outcome: Outcome = "protocol"
@@ -257,6 +269,7 @@ class LoginAttempt:
             message = f"unexpected answer from WeChat during login ({type(exc).__name__})"
         finally:
             self.core.isLogging = False
+            self._login_reported.set()
         if self.cancelled.is_set() and outcome != "logged_in":
             outcome = "cancelled"
         log.info(
@@ -331,6 +344,8 @@ class LoginAttempt:
             self.via = "push" if push else "qr"
         elif status != "408":
             log.info("login_code_expired", extra={"uuid_hash": uuid_hash(uuid), "push": push})
+            if not push and self.qr_count >= self.settings.max_qr_codes:
+                raise QrLimitReached()  # before itchat asks WeChat for yet another code
             if push:
                 # itchat would ask for another push login for ever while the cookie naming
                 # the account is there; without it the next round is a fresh QR code.
@@ -351,6 +366,7 @@ class LoginAttempt:
         metrics.LOGINS.labels(via=via).inc()
         log.info("logged_in", extra={"via": via, "generation": self.generation})
         self.report(LoggedInNow(self.generation, via))
+        self._login_reported.set()
 
     def _fetch_avatar(self, user_name: str) -> str | None:
         """The account's avatar as a data URL (hot reload has no 201 answer to take it from)."""
@@ -368,6 +384,20 @@ class LoginAttempt:
             return None
         return f"data:{_sniff_image(data)};base64,{base64.b64encode(data).decode('ascii')}"
 
+    def _contact(self, user_name: str) -> dict[str, Any] | None:
+        """itchat's local copy of a contact (friend, official account or group), if any."""
+        core = self.core
+        for search in (core.search_chatrooms, core.search_mps, core.search_friends):
+            try:
+                found = search(userName=user_name)
+            except Exception as exc:
+                log.debug("contact_lookup_failed", extra={"error": type(exc).__name__})
+                continue
+            if found:
+                return dict(found)
+        return None
+
     def _on_exit(self) -> None:
+        self._login_reported.wait(5.0)
         reason, retcode = logout_reason(self.watch.last_sync)
         self.report(SessionEnded(self.generation, reason, retcode))

@@ -271,16 +271,17 @@ class Driver(threading.Thread):
         self._start_attempt()
 
     def _shutdown(self) -> None:
-        self._stop_publishing.set()
         attempt, self.attempt = self.attempt, None
-        if attempt is not None:
-            if self.state == "logged_in":
+        try:
+            if attempt is not None and self.state == "logged_in":
                 attempt.save_and_stop(drain_timeout=1.5)
-            else:
+            elif attempt is not None:
                 attempt.cancel()
                 attempt.pump.finish(0.5)
-        self.state = "stopped"
-        metrics.LOGGED_IN.set(0)
+        finally:
+            self._stop_publishing.set()
+            self.state = "stopped"
+            metrics.LOGGED_IN.set(0)
 
     def _emit(self, payload: LoginData) -> None:
         try:

@@ -18,7 +18,7 @@ import html
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -116,7 +116,7 @@ def _element(xml: str, name: str) -> str | None:
     return cdata.group(1) if cdata else wire_text(body)
 
 
-def _message_id(msg: Mapping[str, Any]) -> str:
+def message_id(msg: Mapping[str, Any]) -> str:
     for key in ("MsgId", "NewMsgId"):
         value = msg.get(key)
         if value not in (None, "", 0):
@@ -311,7 +311,7 @@ def _normalize(msg: Mapping[str, Any], me: Me) -> ChatMessage:
     sender_id, sender_name = _sender(msg, me, chat, kind, chat_id, chat_name)
     card = _card(msg.get("RecommendInfo")) if kind in ("card", "friend_request") else None
     return ChatMessage(
-        id=_message_id(msg),
+        id=message_id(msg),
         chat=chat,
         chat_id=chat_id,
         chat_name=chat_name,
@@ -328,6 +328,42 @@ def _normalize(msg: Mapping[str, Any], me: Me) -> ChatMessage:
     )
 
 
+_GROUP_PREFIX: Final = re.compile(r"^(@[0-9a-zA-Z]+):<br/>(.*)$", re.DOTALL)
+
+
+def from_raw(
+    entry: Mapping[str, Any], me: Me, contact: Callable[[str], Mapping[str, Any] | None]
+) -> ChatMessage:
+    """A ChatMessage from an ``AddMsgList`` entry as WeChat sent it (itchat never produced it).
+
+    Does by hand the part of itchat's work that matters here — split a group message into
+    sender and body, decode the body, attach the contact — then normalizes as usual.
+    """
+    try:
+        msg: dict[str, Any] = dict(entry)
+        chat_id = _opposite(msg, me)
+        content = str(msg.get("Content") or "")
+        if chat_id.startswith("@@"):
+            split = _GROUP_PREFIX.match(content)
+            if split:
+                msg["ActualUserName"], content = split.group(1), split.group(2)
+                room = contact(chat_id) or {}
+                members = room.get("MemberList") or []
+                member = next(
+                    (m for m in members if isinstance(m, Mapping)
+                     and m.get("UserName") == msg["ActualUserName"]),
+                    None,
+                )  # fmt: skip
+                if member is not None:
+                    msg["ActualNickName"] = member.get("DisplayName") or member.get("NickName")
+        msg["Content"] = wire_text(content)
+        msg["User"] = contact(chat_id) or {"UserName": chat_id}
+        msg.setdefault("Url", "")
+    except Exception:
+        return normalize(entry, me)
+    return normalize(msg, me)
+
+
 def salvage(msg: Mapping[str, Any], me: Me) -> ChatMessage:
     """Whatever can be said about a message that broke the normal path; never raises."""
     try:
@@ -335,7 +371,7 @@ def salvage(msg: Mapping[str, Any], me: Me) -> ChatMessage:
     except Exception:
         chat_id = ""
     try:
-        msg_id = _message_id(msg)
+        msg_id = message_id(msg)
     except Exception:
         msg_id = "h" + hashlib.sha256(repr(sorted(map(str, msg))).encode()).hexdigest()[:40]
     try:

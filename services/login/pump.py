@@ -13,14 +13,18 @@ import logging
 import queue
 import threading
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Final
 
 from services.login import metrics
 from services.login.media import MediaSaver
-from services.login.normalize import Me, is_message, normalize
+from services.login.normalize import Me, from_raw, is_message, message_id, normalize
 from services.login.publisher import Fenced, Publisher, with_retry
+from shared.messages import ChatMessage
 
 log = logging.getLogger(__name__)
+
+# Key of the marker the attempt puts on msgList after each webwxsync batch (see attempt.py).
+BATCH_END: Final = "_wxstream_batch_end"
 
 
 class MessagePump(threading.Thread):
@@ -33,6 +37,7 @@ class MessagePump(threading.Thread):
         media: MediaSaver | None,
         on_fenced: Callable[[], None],
         generation: int,
+        contact: Callable[[str], Mapping[str, Any] | None],
     ) -> None:
         super().__init__(name=f"pump-{generation}", daemon=True)
         self.source = source
@@ -40,6 +45,9 @@ class MessagePump(threading.Thread):
         self.publisher = publisher
         self.media = media
         self.on_fenced = on_fenced
+        self.contact = contact
+        # Ids itchat delivered since the last batch marker.
+        self._seen: set[str] = set()
         self._abort = threading.Event()
         self._finish = threading.Event()
 
@@ -81,10 +89,29 @@ class MessagePump(threading.Thread):
                 log.exception("pump_error")
 
     def _handle(self, item: Mapping[str, Any], me: Me) -> None:
+        if BATCH_END in item:
+            self._reconcile(item[BATCH_END], me)
+            return
         if not is_message(item):
             log.debug("itchat_record_skipped", extra={"kind": str(item.get("SystemInfo", ""))})
             return
-        message = normalize(item, me)
+        self._seen.add(message_id(item))
+        self._store(normalize(item, me), item)
+
+    def _reconcile(self, batch: list[dict[str, Any]], me: Me) -> None:
+        """Store, from the raw entries, what itchat received but never delivered."""
+        seen, self._seen = self._seen, set()
+        for entry in batch:
+            if message_id(entry) in seen or not is_message(entry):
+                continue
+            message = from_raw(entry, me, self.contact)
+            log.error(
+                "message_recovered_from_raw",
+                extra={"msg_id": message.id, "wechat_type": message.wechat_type},
+            )
+            self._store(message, None)
+
+    def _store(self, message: ChatMessage, item: Mapping[str, Any] | None) -> None:
         ids = with_retry(
             lambda: self.publisher.message(message), self.publisher.lease, self._abort,
             what="message",
@@ -101,5 +128,5 @@ class MessagePump(threading.Thread):
                 "stream_id": ids[0],
             },
         )
-        if self.media is not None:
+        if self.media is not None and item is not None:
             self.media.save(item, message)

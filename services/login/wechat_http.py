@@ -2,7 +2,10 @@
 
 * :class:`WireWatch` is a ``requests`` response hook. It keeps what itchat reads and throws
   away: the avatar data URL of the 201 "scanned" answer, the synccheck ``retcode`` that ends
-  a session (1100/1101/1102), and the ``<ret>``/``<message>`` of a refused login (1203).
+  a session (1100/1101/1102), the ``<ret>``/``<message>`` of a refused login (1203), and the
+  raw ``AddMsgList`` of each webwxsync — so that a batch itchat fails to process (its
+  ``produce_msg`` raises on malformed entries and the whole batch is gone) can still be
+  stored from the raw entries.
 * :class:`GatedAdapter` is a transport adapter mounted on the session. Before every request
   it asks a gate whether this process may still talk to WeChat (the attempt was not
   cancelled, the lease is still ours); and it gives every request a timeout, because itchat
@@ -45,6 +48,8 @@ class WireWatch:
         self.login_ret: str | None = None
         self.login_message: str | None = None
         self.progress_at = time.monotonic()
+        # The raw AddMsgList of the last webwxsync, until the next synccheck closes it.
+        self.open_batch: list[dict[str, Any]] = []
 
     def __call__(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         path = urlsplit(response.url).path
@@ -57,6 +62,8 @@ class WireWatch:
             self._synccheck(response)
         elif path.endswith("/webwxnewloginpage"):
             self._redirect(response)
+        elif path.endswith("/webwxsync"):
+            self._sync(response)
 
     def _login_poll(self, response: requests.Response) -> None:
         text = response.text
@@ -83,6 +90,22 @@ class WireWatch:
         self.login_ret = ret.group(1) if ret else None
         self.login_message = message.group(1).strip()[:500] if message else None
 
+    def _sync(self, response: requests.Response) -> None:
+        try:
+            added = response.json().get("AddMsgList")
+        except (ValueError, AttributeError):
+            return
+        if isinstance(added, list):
+            entries = [entry for entry in added if isinstance(entry, dict)]
+            with self._lock:
+                self.open_batch.extend(entries)
+
+    def close_batch(self) -> list[dict[str, Any]]:
+        """The raw entries received since the last call (itchat has processed them by now)."""
+        with self._lock:
+            batch, self.open_batch = self.open_batch, []
+        return batch
+
     def avatar(self, uuid: str | None) -> str | None:
         if uuid is None:
             return None
@@ -94,9 +117,11 @@ Timeout = float | tuple[float, float] | tuple[float, None] | None
 
 
 class GatedAdapter(HTTPAdapter):
-    """Checks ``gate()`` before every request and supplies a default timeout."""
+    """Checks ``gate(request)`` before every request and supplies a default timeout."""
 
-    def __init__(self, gate: Callable[[], None], timeout: tuple[float, float]) -> None:
+    def __init__(
+        self, gate: Callable[[requests.PreparedRequest], None], timeout: tuple[float, float]
+    ) -> None:
         super().__init__()
         self._gate = gate
         self._timeout = timeout
@@ -110,7 +135,7 @@ class GatedAdapter(HTTPAdapter):
         cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
-        self._gate()
+        self._gate(request)
         return super().send(
             request,
             stream=stream,
@@ -124,7 +149,7 @@ class GatedAdapter(HTTPAdapter):
 def instrument(
     session: requests.Session,
     watch: WireWatch,
-    gate: Callable[[], None],
+    gate: Callable[[requests.PreparedRequest], None],
     timeout: tuple[float, float],
 ) -> None:
     """Mount the gated adapter and the response hook on itchat's session."""

@@ -241,7 +241,7 @@ def test_refused_account_fails_with_keyerror_wxsid(
 def test_friend_group_and_mp_texts_arrive_unescaped_with_emoji(
     logged_in: ItchatRun, phone: SimClient
 ) -> None:
-    text = "晚上吃火锅？🍲 <b>&amp;</b> 5 > 3\n第二行 😂"  # noqa: RUF001
+    text = "晚上吃火锅？🍲 <b>&amp;</b> 5 > 3\n第二行 😂"
     phone.message(kind="friend", type="text", text=text, from_="李四 🌸")
     msg = logged_in.next_message()
     assert msg["Type"] == "Text"
@@ -255,9 +255,9 @@ def test_friend_group_and_mp_texts_arrive_unescaped_with_emoji(
     assert msg["ActualNickName"] == "张三"
     assert msg["User"]["NickName"] == "家人群 👨\u200d👩\u200d👧"
 
-    phone.message(kind="mp", type="text", text="早报：今日天气晴 ☀️", from_="腾讯新闻")  # noqa: RUF001
+    phone.message(kind="mp", type="text", text="早报：今日天气晴 ☀️", from_="腾讯新闻")
     msg = logged_in.next_message()
-    assert msg["Text"] == "早报：今日天气晴 ☀️"  # noqa: RUF001
+    assert msg["Text"] == "早报：今日天气晴 ☀️"
     assert type(msg["User"]).__name__ == "MassivePlatform"
 
 
@@ -420,14 +420,14 @@ def test_hot_reload_resumes_the_session_without_a_qr(
     first.stop()
     assert first.exited.wait(WAIT)
     # Arrives while no process listens: the resumed session must still get it.
-    phone.message(kind="friend", type="text", text="你还在吗？🙂")  # noqa: RUF001
+    phone.message(kind="friend", type="text", text="你还在吗？🙂")
 
     second = new_run().start(hotReload=True, statusStorageDir=str(status_file))
     assert second.logged_in.wait(WAIT), second.error
     assert second.finished.wait(WAIT)
     assert second.error is None
     assert second.qr_calls == []
-    assert second.next_message()["Text"] == "你还在吗？🙂"  # noqa: RUF001
+    assert second.next_message()["Text"] == "你还在吗？🙂"
     state = phone.state()
     assert state["requests"]["jslogin"] == 1
     assert state["phase"] == "logged_in"

@@ -33,9 +33,9 @@ MSG_TYPE_CODES: dict[str, int] = {
 DEFAULT_TEXT: dict[str, str] = {
     "text": "你好 👋 <b>不是标签</b> & 5 > 3",
     "file": "季度报告 📄.pdf",
-    "link": "今日要闻：春节档票房创新高 🎬",  # noqa: RUF001
+    "link": "今日要闻：春节档票房创新高 🎬",
     "card": "赵六 🐼",
-    "system": "你已添加了李四 🌸，现在可以开始聊天了。",  # noqa: RUF001
+    "system": "你已添加了李四 🌸，现在可以开始聊天了。",
 }
 
 

@@ -25,9 +25,9 @@ JS = "text/javascript; charset=utf-8"
 
 # WeChat's own wording for the refusals, as real accounts see it.
 REFUSED_MESSAGE = (
-    "为了你的帐号安全，此微信号不能登录网页微信。你可以使用Windows微信或Mac微信在电脑端登录。"  # noqa: RUF001
+    "为了你的帐号安全，此微信号不能登录网页微信。你可以使用Windows微信或Mac微信在电脑端登录。"
 )
-BAD_TICKET_MESSAGE = "登录失败，请重新扫码"  # noqa: RUF001
+BAD_TICKET_MESSAGE = "登录失败，请重新扫码"
 
 logger = logging.getLogger("wechat_sim")
 

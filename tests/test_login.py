@@ -7,6 +7,8 @@ and watches what the service appends to ``<ns>:events`` and ``<ns>:messages``.
 from __future__ import annotations
 
 import base64
+import http.server
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -172,9 +174,10 @@ def test_unreachable_wechat_reports_unreachable_and_keeps_running(rig: LoginRig)
     _, error = rig.wait_login("login_error")
     assert error["reason"] == "unreachable"
     assert error["retry_in"] > 0
-    # It retries with growing delays (0.5, 1, 2 s caps): a handful of reports in 3 s, no loop.
+    # It retries with growing delays (steps 0.5, 1, 2, 2 s, each at least half taken): at
+    # most five reports in 3 s, never a tight loop.
     with pytest.raises(TimeoutError):
-        wait_for(lambda: len(rig.login_events()) > 4, timeout=3.0)
+        wait_for(lambda: len(rig.login_events()) > 5, timeout=3.0)
     assert proc.alive
     assert "login_failed" in proc.log_text()
     assert proc.metric('wxstream_login_wechat_errors_total{kind="unreachable"}')
@@ -330,3 +333,49 @@ def test_a_batch_itchat_cannot_process_is_still_stored_from_the_raw_entries(
     rig.phone.message(kind="friend", type="text", text="正常 ✅")
     rig.wait_messages(2)
     assert rig.messages()[1][1]["text"] == "正常 ✅"
+
+
+def test_wechat_going_away_ends_the_session_with_reason_errors(rig: LoginRig) -> None:
+    proc = rig.start()
+    rig.log_in()
+    rig.sim.stop()  # every later request is refused: itchat gives up after six in a row
+    _, out = rig.wait_login("logged_out", timeout=20)
+    assert (out["reason"], out["retcode"]) == ("errors", None)
+    # Nothing says the session itself is over: it is kept for a relogin or a restart.
+    assert rig.session_file.exists()
+    assert proc.alive
+    assert proc.metric('wxstream_login_logouts_total{reason="errors"}') == 1.0
+
+
+class _Nonsense(http.server.BaseHTTPRequestHandler):
+    """A server that answers 200 with nothing itchat understands, to every request."""
+
+    def do_GET(self) -> None:
+        body = b"<html>maintenance</html>"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+def test_wechat_answering_nonsense_is_reported_as_protocol_error(rig: LoginRig) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Nonsense)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        # itchat asks for a QR uuid once a second for ever when jslogin makes no sense.
+        proc = rig.start(
+            WX_WECHAT_BASE_URL=f"http://127.0.0.1:{server.server_address[1]}",
+            WX_LOGIN_STALL_SECONDS="1.5",
+        )
+        _, error = rig.wait_login("login_error")
+        assert error["reason"] == "protocol"
+        assert error["retry_in"] > 0
+        assert proc.alive
+        assert proc.metric('wxstream_login_wechat_errors_total{kind="stalled"}') == 1.0
+    finally:
+        server.shutdown()
+        server.server_close()

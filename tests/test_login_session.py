@@ -109,6 +109,7 @@ def test_logs_carry_no_message_text_tickets_or_uuids(rig: LoginRig) -> None:
     leaked = [s for s in secrets if s and s in text]
     assert not leaked, f"secrets in the log: {leaked}"
     assert "pass_ticket=" not in text.replace("pass_ticket=[redacted]", "")
+    assert "\u2588" not in text  # itchat's import-time write to stdout
 
 
 def test_commands_of_others_are_acked_and_garbage_is_dead_lettered(rig: LoginRig) -> None:

@@ -59,7 +59,7 @@ def test_qr_scan_confirm_publish_every_step_in_order(rig: LoginRig) -> None:
 def test_messages_of_every_chat_kind_are_stored_unescaped_with_emoji(rig: LoginRig) -> None:
     rig.start()
     rig.log_in()
-    text = "晚上一起吃饭吗？🍜 <i>真的</i> &amp; 5 > 3\n第二行 👨‍👩‍👧"  # noqa: RUF001
+    text = "晚上一起吃饭吗？🍜 <i>真的</i> &amp; 5 > 3\n第二行 👨‍👩‍👧"
     rig.phone.message(kind="friend", type="text", text=text, from_="李四")
     rig.phone.message(kind="group", type="text", text="大家好 🎉", sender="王五")
     rig.phone.message(kind="mp", type="text", text="今日天气 ☀️ 晴", from_="中国天气")
@@ -233,7 +233,7 @@ def test_restart_resumes_the_session_without_qr_and_delivers_missed_messages(
     assert first.stop() == 0
     restart = rig.last_id()
     # Sent while no login process runs: WeChat keeps it for the session.
-    rig.phone.message(kind="friend", type="text", text="你在吗？🙂", from_="张三")  # noqa: RUF001
+    rig.phone.message(kind="friend", type="text", text="你在吗？🙂", from_="张三")
 
     rig.start("second")
     _, resumed = rig.wait_login("logged_in", after=restart)
@@ -242,7 +242,7 @@ def test_restart_resumes_the_session_without_qr_and_delivers_missed_messages(
     assert resumed["user"]["avatar"].startswith("data:image/png;base64,")
     assert [d["type"] for _, d in rig.login_events(after=restart)] == ["logged_in"]
     (_, missed), *_ = rig.wait_messages(1)
-    assert missed["text"] == "你在吗？🙂"  # noqa: RUF001
+    assert missed["text"] == "你在吗？🙂"
     assert rig.phone.state()["requests"]["jslogin"] == 1
 
 

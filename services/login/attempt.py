@@ -15,6 +15,7 @@ avatar WeChat sent) or when a push login waits on the phone, and ``logged_in`` o
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import logging
 import threading
@@ -131,6 +132,7 @@ class LoginAttempt:
         self.lease_value = lease_value
         self.publisher = publisher
         self.report = report
+        self._itchat = itchat
         self.core: Any = itchat.new_instance()
         self.base_url: str = itchat.config.BASE_URL
         self.watch = WireWatch()
@@ -187,6 +189,11 @@ class LoginAttempt:
         """The lease is gone: stop at once, publish nothing more, save nothing."""
         self.cancel()
         self.pump.abort()
+
+    def forget(self) -> None:
+        """Drop itchat's module-level reference to this Core (it keeps every instance)."""
+        with contextlib.suppress(ValueError):
+            self._itchat.instanceList.remove(self.core)
 
     def logout_remote(self, drain_timeout: float) -> None:
         """Tell WeChat (webwxlogout), then stop; queued messages are still stored."""

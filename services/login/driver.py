@@ -136,6 +136,13 @@ class Driver(threading.Thread):
 
     # --- transitions ---------------------------------------------------------------------
 
+    def _take_attempt(self) -> LoginAttempt | None:
+        """Detach the current attempt (it stays alive until its own threads end)."""
+        attempt, self.attempt = self.attempt, None
+        if attempt is not None:
+            attempt.forget()
+        return attempt
+
     def _current(self, generation: int) -> bool:
         return self.attempt is not None and self.attempt.generation == generation
 
@@ -185,7 +192,7 @@ class Driver(threading.Thread):
         attempt.start()
 
     def _drop_attempt(self, *, abandon: bool) -> None:
-        attempt, self.attempt = self.attempt, None
+        attempt = self._take_attempt()
         if attempt is None:
             return
         if abandon:
@@ -199,7 +206,7 @@ class Driver(threading.Thread):
             return  # LoggedInNow already moved us; the session file is saved by now
         if ended.outcome == "cancelled":
             return
-        self.attempt = None
+        self._take_attempt()
         if ended.outcome == "qr_limit":
             self._emit(LoginError(reason="qr_timeout", message=ended.message))
             self._set_state("idle")
@@ -225,7 +232,7 @@ class Driver(threading.Thread):
         self._set_state("backoff")
 
     def _session_ended(self, ended: SessionEnded) -> None:
-        attempt, self.attempt = self.attempt, None
+        attempt = self._take_attempt()
         uuid = attempt.uuid if attempt else None
         if attempt is not None:
             attempt.pump.finish(2.0)
@@ -248,7 +255,7 @@ class Driver(threading.Thread):
         cmd.ack()
 
     def _logout(self) -> None:
-        attempt, self.attempt = self.attempt, None
+        attempt = self._take_attempt()
         uuid = attempt.uuid if attempt else None
         if attempt is not None and self.state == "logged_in":
             attempt.logout_remote(drain_timeout=2.0)
@@ -271,7 +278,7 @@ class Driver(threading.Thread):
         self._start_attempt()
 
     def _shutdown(self) -> None:
-        attempt, self.attempt = self.attempt, None
+        attempt = self._take_attempt()
         try:
             if attempt is not None and self.state == "logged_in":
                 attempt.save_and_stop(drain_timeout=1.5)

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
-from . import control, protocol
+from . import control, phone, protocol
 from .state import SimConfig, SimState
 from .tap import RequestTap
 
@@ -22,7 +22,7 @@ def create_app(state: SimState | None = None) -> Starlette:
         sim.close()
 
     app = Starlette(
-        routes=[*protocol.routes(), *control.routes()],
+        routes=[*protocol.routes(), *control.routes(), *phone.routes()],
         middleware=[Middleware(RequestTap, state=sim)],
         lifespan=lifespan,
     )

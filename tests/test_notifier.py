@@ -260,39 +260,35 @@ async def test_an_entry_another_consumer_already_handled_is_not_counted(
 async def test_mark_read_keeps_messages_sent_after_the_click_unread_whatever_the_order(
     redis_url: str, rclient: redis.Redis, keys: Keys, command_first: bool
 ) -> None:
+    # Stream ids are Redis's clock: the click (command 2000-0) came after "seen" (1000-0),
+    # in the same millisecond as "same_ms" (nobody saw that one) and before "unseen".
     for stream in (keys.messages, keys.commands):
         rclient.xgroup_create(stream, GROUP, id="0", mkstream=True)
-    before = add_messages(rclient, keys, ["seen"])
-    wait_for(lambda: _now_ms(rclient) > int(before[0].split("-")[0]), what="a later ms")
-    command_id = add_command(rclient, keys, "mark_read")
-    wait_for(lambda: _now_ms(rclient) > int(command_id.split("-")[0]), what="a later ms")
-    after = add_messages(rclient, keys, ["unseen"])
+    messages = {"1000-0": "seen", "2000-0": "same_ms", "3000-0": "unseen"}
+    for entry_id, message_id in messages.items():
+        rclient.xadd(keys.messages, encode("message", chat(message_id)), id=entry_id)  # type: ignore[arg-type]
+    rclient.xadd(keys.commands, encode("mark_read", Command()), id="2000-0")  # type: ignore[arg-type]
     rclient.xreadgroup(GROUP, "c", {keys.messages: ">", keys.commands: ">"})
-    messages = [Countable(before[0], "seen", 0), Countable(after[0], "unseen", 0)]
+    batch = [Countable(entry_id, message_id, 0) for entry_id, message_id in messages.items()]
 
     client = async_client(redis_url, timeout=5)
     try:
         counter = UnreadCounter(client, keys, group=GROUP, events_maxlen=1000)
         if command_first:
-            marked = await counter.mark_read(command_id)
-            counted = await counter.count(messages)
-            assert counted.outcomes == (Outcome.READ, Outcome.COUNTED)
+            marked = await counter.mark_read("2000-0")
+            counted = await counter.count(batch)
+            assert counted.outcomes == (Outcome.READ, Outcome.COUNTED, Outcome.COUNTED)
         else:
-            counted = await counter.count(messages)
-            marked = await counter.mark_read(command_id)
-            assert counted.outcomes == (Outcome.COUNTED, Outcome.COUNTED)
-        again = await counter.mark_read(command_id)
+            counted = await counter.count(batch)
+            marked = await counter.mark_read("2000-0")
+            assert counted.outcomes == (Outcome.COUNTED,) * 3
+        again = await counter.mark_read("2000-0")
     finally:
         await client.aclose(close_connection_pool=True)
-    assert marked.applied
-    assert not again.applied
-    assert unread(rclient, keys) == 1
-    assert rclient.zrange(keys.counted, 0, -1) == ["unseen"]
-
-
-def _now_ms(client: redis.Redis) -> int:
-    seconds, micros = client.time()
-    return int(seconds) * 1000 + int(micros) // 1000
+    assert (marked.applied, again.applied) == (True, False)
+    assert marked.count == (0 if command_first else 2)
+    assert unread(rclient, keys) == 2
+    assert sorted(rclient.zrange(keys.counted, 0, -1)) == ["same_ms", "unseen"]
 
 
 def test_mark_read_publishes_zero_at_once(
@@ -472,10 +468,12 @@ def test_kill_9_of_a_replica_again_and_again_during_10000_messages_publishes_exa
     began = time.monotonic()
     kills = 0
     for chunk in range(100):
-        add_messages(rclient, keys, [f"m{chunk}-{i}" for i in range(100)])
-        if chunk % 8 == 4:  # kill one replica, only while the other one is up
-            victim = kills % 2
+        kill = chunk % 8 == 4
+        victim = kills % 2
+        if kill:  # only while the other replica is up
             replicas[1 - victim].wait_ready()
+        add_messages(rclient, keys, [f"m{chunk}-{i}" for i in range(100)])
+        if kill:  # at once: the victim is most likely between a read and its script
             replicas[victim].proc.kill()
             kills += 1
             replicas[victim] = start_notifier(f"r{kills}", wait=False, **fast_claims)
@@ -651,3 +649,18 @@ def test_bad_settings_fail_at_start(redis_url: str, tmp_path: Path) -> None:
     assert proc.proc is not None
     assert proc.proc.wait(timeout=15) != 0
     assert "WX_NOTIFIER_BATCH_SIZE" in proc.log_text()
+
+
+def test_a_taken_ops_port_stops_the_notifier_with_exit_1(
+    start_notifier: StartNotifier, redis_url: str, tmp_path: Path
+) -> None:
+    first = start_notifier()
+    second = ServiceProc(
+        "services.notifier",
+        {"WX_REDIS_URL": redis_url, "WX_OPS_PORT": str(first.port)},
+        tmp_path / "second.log",
+    ).start()
+    assert second.proc is not None
+    assert second.proc.wait(timeout=15) == 1
+    assert "ops_server_failed" in second.log_text()
+    assert "Traceback" not in second.log_text()

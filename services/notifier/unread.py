@@ -7,8 +7,9 @@ State, all under the account's hash tag (one Cluster slot, so the scripts stay l
                  ms part of the newest messages-stream entry that carried it;
 - ``<unread>:mark``  the read mark, a hash: ``command`` is the entry id of the last
                  ``mark_read`` applied, ``ms`` its millisecond part. Stream ids come from
-                 Redis's clock, so every messages entry whose ms is at or before ``ms`` was in
-                 the stream when the user asked: it is read;
+                 Redis's clock, so a messages entry from an earlier millisecond was in the
+                 stream when the user asked: it is read. One from the same millisecond
+                 cannot have been seen yet: it stays unread;
 - ``published``  the last count appended to the events stream.
 
 Why the count is exact:
@@ -83,7 +84,7 @@ for i = 2, #ARGV, 2 do
   local outcome
   if redis.call('XACK', KEYS[1], ARGV[1], entry_id) == 0 then
     outcome = 'stale'
-  elseif tonumber(string.match(entry_id, '^%d+')) <= mark_ms then
+  elseif tonumber(string.match(entry_id, '^%d+')) < mark_ms then
     outcome = 'read'
   elseif redis.call('ZADD', KEYS[3], 'GT', string.match(entry_id, '^%d+'), message_id) == 1 then
     added = added + 1
@@ -121,7 +122,7 @@ if acked == 0 or (applied and not id_after(ARGV[2], applied)) then
   return {0, tonumber(redis.call('GET', KEYS[2]) or '0') or 0}
 end
 local ms = string.match(ARGV[2], '^%d+')
-redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ms)
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ms)
 local count = redis.call('ZCARD', KEYS[3])
 redis.call('SET', KEYS[2], count)
 redis.call('HSET', KEYS[4], 'command', ARGV[2], 'ms', ms)

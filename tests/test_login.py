@@ -379,3 +379,15 @@ def test_wechat_answering_nonsense_is_reported_as_protocol_error(rig: LoginRig) 
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_relogin_during_backoff_retries_at_once(rig: LoginRig) -> None:
+    rig.start(WX_BACKOFF_BASE_SECONDS="60", WX_BACKOFF_MAX_SECONDS="120")
+    rig.phone.refuse(True)
+    rig.wait_login("scan_qr_code")
+    rig.phone.scan()
+    rig.phone.confirm()
+    error_id, error = rig.wait_login("login_error")
+    assert error["retry_in"] >= 30
+    rig.command("relogin")
+    rig.wait_login("scan_qr_code", after=error_id, timeout=5)

@@ -200,3 +200,13 @@ def test_itchat_and_urllib3_lines_lose_tickets_urls_and_text() -> None:
     assert "Please press confirm on your phone." in text
     assert text.count("withheld") == 2
     assert "/webwxsync?[redacted]" in text
+
+
+def test_commands_still_work_after_the_stream_and_its_group_are_gone(rig: LoginRig) -> None:
+    rig.start()
+    rig.log_in()
+    rig.rclient.delete(rig.keys.commands)  # as after a Redis restart without persistence
+    wait_for(lambda: rig.rclient.exists(rig.keys.commands), timeout=WAIT, what="group again")
+    rig.command("logout")
+    _, out = rig.wait_login("logged_out")
+    assert out["reason"] == "command"

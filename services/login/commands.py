@@ -104,7 +104,11 @@ class CommandConsumer(threading.Thread):
                 )
                 REDIS_UP.set(1)
             except redis.RedisError as exc:
-                REDIS_UP.set(0)
+                if "NOGROUP" in str(exc):
+                    # Redis lost the stream or the group (restart without persistence).
+                    self._group_ready = False
+                else:
+                    REDIS_UP.set(0)
                 log.warning("commands_read_failed", extra={"error": type(exc).__name__})
                 self._halt.wait(1.0)
                 continue

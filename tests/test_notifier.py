@@ -181,8 +181,10 @@ def start_notifier(redis_url: str, account: str, tmp_path: Path) -> Iterator[Sta
         return replica
 
     yield start
-    for replica in replicas:
-        replica.proc.stop()
+    # Every replica still running shuts down gracefully: SIGTERM, exit 0.
+    running = [replica for replica in replicas if replica.proc.alive]
+    exit_codes = {replica.proc.log_path.name: replica.proc.stop() for replica in running}
+    assert set(exit_codes.values()) <= {0}, exit_codes
     for replica in replicas:
         assert SECRET not in replica.log(), "a log line carried message text"
 
@@ -483,6 +485,8 @@ def test_kill_9_of_a_replica_again_and_again_during_10000_messages_publishes_exa
 
     wait_notified(rclient, keys, 10_000, timeout=30)
     wait_for(lambda: pending(rclient, keys.messages) == 0, timeout=10, what="no pending left")
+    for replica in replicas:  # the last one restarted is up too (and will exit 0)
+        replica.wait_ready()
     elapsed = time.monotonic() - began
     published = notifications(rclient, keys)
     assert unread(rclient, keys) == 10_000
@@ -628,6 +632,23 @@ async def test_dedupe_set_is_trimmed_below_the_first_entry_still_in_the_stream(
     assert counted.count == 4  # the count is never trimmed, only the dedupe set
     assert sorted(rclient.zrange(keys.counted, 0, -1)) == ["m2", "m3"]
     assert not rclient.exists(read_mark_key(keys))
+
+
+async def test_idle_consumers_with_nothing_pending_are_forgotten(
+    redis_url: str, rclient: redis.Redis, keys: Keys
+) -> None:
+    ghost_read(rclient, keys, ["m1"])  # "ghost" holds an entry
+    rclient.xgroup_createconsumer(keys.messages, GROUP, "gone")
+    rclient.xgroup_createconsumer(keys.messages, GROUP, "me")
+    client = async_client(redis_url, timeout=5)
+    try:
+        group = ConsumerGroup(client, group=GROUP, consumer="me")
+        forgotten = await group.forget_idle_consumers(keys.messages, idle_ms=-1)
+    finally:
+        await client.aclose(close_connection_pool=True)
+    assert forgotten == 1
+    names = {c["name"] for c in rclient.xinfo_consumers(keys.messages, GROUP)}
+    assert names == {"ghost", "me"}
 
 
 def test_metrics_and_readiness_are_served(start_notifier: StartNotifier) -> None:

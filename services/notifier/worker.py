@@ -210,7 +210,8 @@ class Notifier:
         metrics.DUPLICATES.inc(tally[Outcome.DUPLICATE] + tally[Outcome.STALE])
         metrics.READ_BEFORE_MARK.inc(tally[Outcome.READ])
         metrics.UNREAD.set(counted.count)
-        new = [m.ts_ms for m, o in zip(countable, counted.outcomes, strict=True) if o == "counted"]
+        outcomes = zip(countable, counted.outcomes, strict=True)
+        new = [message.ts_ms for message, o in outcomes if o is Outcome.COUNTED]
         if new:
             self._coalescer.changed(new)
         log.debug(
@@ -236,8 +237,11 @@ class Notifier:
                 continue
             if command.name == MARK_READ:
                 await self._mark_read(command)
-            else:  # logout, relogin: the login service's, through its own group
+            elif command.command is None:  # logout, relogin: login's, through its own group
                 await self._redis.xack(stream, self._group.group, entry_id)
+            else:  # ours by the contract, but not something this version can do
+                reason = f"entry {entry_id}: command {command.name!r} is not implemented"
+                await self._dead_letter(stream, entry_id, fields, reason)
 
     async def _mark_read(self, command: CommandEntry) -> None:
         marked = await self._counter.mark_read(command.entry_id)

@@ -497,8 +497,9 @@ def test_kill_9_of_a_replica_again_and_again_during_10000_messages_publishes_exa
     assert elapsed < 45, elapsed
 
 
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_sigterm_exits_0_promptly_and_publishes_the_waiting_count(
-    start_notifier: StartNotifier, rclient: redis.Redis, keys: Keys
+    start_notifier: StartNotifier, rclient: redis.Redis, keys: Keys, signum: signal.Signals
 ) -> None:
     replica = start_notifier(coalesce_seconds=30)
     add_messages(rclient, keys, ["m1", "m2", "m3"])
@@ -507,7 +508,7 @@ def test_sigterm_exits_0_promptly_and_publishes_the_waiting_count(
 
     assert replica.proc.proc is not None
     began = time.monotonic()
-    replica.proc.proc.send_signal(signal.SIGTERM)
+    replica.proc.proc.send_signal(signum)
     assert replica.proc.proc.wait(timeout=5) == 0
     assert time.monotonic() - began < 2.5
     assert notifications(rclient, keys) == [3]

@@ -32,7 +32,7 @@ from dashboard_stack import (
     stream_status,
 )
 from gateway_fixtures import SECRET
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 from procs import REPO, wait_for
 
 from shared.events import (
@@ -332,6 +332,51 @@ def test_messages_live_deduplicated_through_replay_and_reset(
         assert d.page.evaluate("window.__openSources()") == 1
         d.row_count(4)
         d.assert_clean()
+
+
+def test_stream_refused_reopens_after_backoff_with_last_event_id(
+    browser: Browser, stack: Stack
+) -> None:
+    """A non-200 on the stream (here 503) makes EventSource give up; the session still holds,
+    so the page opens a new one itself, from the last id it saw, and loses nothing."""
+    stack.publish(LoggedIn(user=USER))
+    gw = stack.gateway.start()
+    refusing = {"on": False}
+    seen: list[str] = []
+
+    def stream_route(route: Route) -> None:
+        seen.append(route.request.url)
+        if refusing["on"]:
+            route.fulfill(status=503, content_type="application/json", body='{"error": "busy"}')
+        else:
+            route.continue_()
+
+    with dashboard(browser, gw.url) as d:
+        d.context.add_init_script(COUNT_EVENT_SOURCES)
+        d.page.route(re.compile(r"/stream(\?.*)?$"), stream_route)
+        signed_in(d)
+        d.view("main")
+        d.connection("live")
+        last = stack.deliver(chat_message(1))
+        d.row_count(1)
+        refusing["on"] = True
+        stack.gateway.restart()
+        d.connection("reconnecting")
+        # A new EventSource of the page's own (Playwright serves the route meanwhile).
+        d.page.wait_for_function("window.__sources.length >= 2")
+        missed = chat_message(2, text="断线时到达 📶")
+        stack.deliver(missed)
+        refusing["on"] = False
+        d.connection("live")
+        expect(d.page.locator(f'li[data-id="{missed.id}"]')).to_have_count(1)
+        d.row_count(2)
+        assert d.page.evaluate("window.__openSources()") == 1
+        # The reopened streams said where the page was; the first connect said nothing.
+        assert seen[0] == f"{gw.url}/stream"
+        reopened = [url for url in seen[1:] if url != f"{gw.url}/stream"]
+        assert reopened, seen
+        assert all(url == f"{gw.url}/stream?lastEventId={last}" for url in reopened), seen
+        d.assert_clean((503, "/stream"))
 
 
 SEED_LISTENER = """

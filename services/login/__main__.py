@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sys
 
 from services.login.itchat_logging import install_redaction
-from services.login.service import LoginService
+from services.login.service import LoginService, OpsPortUnavailable
 from services.login.settings import LoginSettings
 from shared import log
 
@@ -20,7 +21,11 @@ def main() -> None:
     install_redaction()
     log.bind(service="login", account=settings.account)
     service = LoginService(settings)
-    asyncio.run(service.run())
+    try:
+        asyncio.run(service.run())
+    except OpsPortUnavailable as exc:
+        logging.getLogger("services.login").error("ops_port_unavailable", extra={"error": str(exc)})
+        sys.exit(1)
     sys.exit(0)
 
 

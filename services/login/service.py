@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 import time
 
 from services.login.commands import CommandConsumer
@@ -29,6 +30,23 @@ from shared.ops_server import ops_server
 from shared.redis_client import sync_client
 
 log = logging.getLogger(__name__)
+
+
+class OpsPortUnavailable(Exception):
+    pass
+
+
+def bind_ops_socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OpsPortUnavailable(f"{host}:{port}: {exc.strerror}") from None
+    sock.set_inheritable(True)
+    return sock
 
 
 class LoginService:
@@ -93,7 +111,10 @@ class LoginService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
         server = ops_server(self.settings.ops_host, self.settings.ops_port, self.readiness)
-        serving = asyncio.create_task(server.serve())
+        # Bound here, before anything starts, so a taken port is a clean exit 1 with one log
+        # line instead of uvicorn's SystemExit from inside the loop.
+        listener = bind_ops_socket(self.settings.ops_host, self.settings.ops_port)
+        serving = asyncio.create_task(server.serve(sockets=[listener]))
         self.driver.start()
         self.keeper.start()
         self.commands.start()

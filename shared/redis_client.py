@@ -15,9 +15,13 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 # A short retry for commands in flight when a connection breaks; the services' own loops
-# handle longer outages with their own backoff and report not-ready meanwhile.
+# handle longer outages with their own backoff and report not-ready meanwhile. Never on a
+# timeout: a command that timed out may well have run (a stalled link delivers it late), and
+# running XADD or XREADGROUP again is not idempotent — a second XADD duplicates the entry, a
+# second XREADGROUP strands the first one's entries in the consumer's PEL. The caller sees the
+# timeout and decides (the notifier re-reads its PEL, producers retry knowingly).
 _RETRIES = 2
-_ERRORS: list[type[Exception]] = [redis.ConnectionError, redis.TimeoutError]
+_ERRORS: tuple[type[redis.RedisError], ...] = (redis.ConnectionError,)
 
 
 def async_client(
@@ -35,10 +39,11 @@ def async_client(
         health_check_interval=30,
         max_connections=max_connections,
         timeout=timeout + block_seconds,
-        retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), _RETRIES),
-        retry_on_error=_ERRORS,
+        retry=AsyncRetry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), _RETRIES, _ERRORS),
+        retry_on_error=list(_ERRORS),
     )
-    return aredis.Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() closes its connections too.
+    return aredis.Redis.from_pool(pool)
 
 
 def sync_client(
@@ -53,6 +58,6 @@ def sync_client(
         socket_keepalive=True,
         health_check_interval=30,
         max_connections=max_connections,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), _RETRIES),
-        retry_on_error=_ERRORS,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), _RETRIES, _ERRORS),
+        retry_on_error=list(_ERRORS),
     )

@@ -19,6 +19,7 @@ import logging
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
@@ -28,11 +29,10 @@ from shared.metrics import REDIS_UP
 from shared.streams import (
     Entry,
     MalformedEntry,
+    RawEntry,
     StreamId,
     decode,
     parse_stream_id,
-    xrange,
-    xread,
     xrevrange,
 )
 
@@ -133,7 +133,6 @@ class Hub:
         self.draining = False
         self._cache: dict[int, Chunk] = {}
         self._tasks: list[asyncio.Task[None]] = []
-        self._check_stream = True
         self._empty = asyncio.Event()
 
     # -- lifecycle -----------------------------------------------------------------------
@@ -279,30 +278,20 @@ class Hub:
             try:
                 if not self.loaded.is_set():
                     await self._load()
-                elif self._check_stream:
-                    await self._verify_stream()
-                entries = await xread(
-                    self.redis,
-                    self.key,
-                    self.last_id,
-                    count=self.read_batch,
-                    block_ms=self.read_block_ms,
-                )
+                found, entries = await self._read_after_last()
                 self._set_up(True)
                 backoff = 0.1
+                if not found:
+                    await self._stream_lost()
+                    continue
                 if not entries:
-                    # Idle: a cheap moment to confirm the stream is still the one we read.
-                    self._check_stream = True
                     continue
                 metrics.READER_BATCH.observe(len(entries))
                 self._append(entries)
-                if len(entries) >= self.read_batch:
-                    self._check_stream = True
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
                 self._set_up(False)
-                self._check_stream = True
                 log.warning("reader_redis_error", extra={"error": type(exc).__name__})
                 await asyncio.sleep(backoff * random.uniform(0.5, 1.5))
                 backoff = min(backoff * 2, 5.0)
@@ -330,7 +319,6 @@ class Hub:
         await self._find_older_state(newest[-1][0] if newest else None)
         self.loaded.set()
         self._set_up(True)
-        self._check_stream = False
         log.info(
             "hub_loaded", extra={"entries": len(self.frames), "epoch": self.epoch, "key": self.key}
         )
@@ -351,15 +339,29 @@ class Hub:
                     self.latest[entry.event] = to_frame(0, entry)
             before = page[-1][0]
 
-    async def _verify_stream(self) -> None:
-        """After an error or an idle read: is the entry we read last still there? If not,
-        Redis lost the stream (restart without persistence, failover, a deleted key)."""
-        self._check_stream = False
-        if self.last_id == "0-0":
-            return
-        found = await xrange(self.redis, self.key, self.last_id, self.last_id, count=1)
-        if found:
-            return
+    async def _read_after_last(self) -> tuple[bool, list[RawEntry]]:
+        """The next entries after ``last_id``, and whether ``last_id`` itself still exists.
+
+        Both in one pipeline, so on one connection to one server: a reconnect that the
+        client's retry hides (a Redis restarted without persistence, a failover to a replica
+        that missed the newest writes) can never feed us entries of a stream that lost the
+        ones we already relayed. If ``last_id`` is gone, Redis lost the stream (or trimmed
+        past us, or the key was deleted): the caller starts a new epoch.
+        """
+        check = self.last_id != "0-0"
+        pipe = self.redis.pipeline(transaction=False)
+        if check:
+            pipe.xrange(self.key, self.last_id, self.last_id, count=1)
+        pipe.xread({self.key: self.last_id}, count=self.read_batch, block=self.read_block_ms)
+        replies = await pipe.execute()
+        found = bool(replies[0]) if check else True
+        reply = replies[-1]
+        if not reply:
+            return found, []
+        return found, cast(list[RawEntry], cast(list[tuple[str, object]], reply)[0][1])
+
+    async def _stream_lost(self) -> None:
+        """The entry we read last is gone: a new epoch, the tail reloaded, clients told."""
         self.epoch += 1
         metrics.EPOCHS.inc()
         log.warning("stream_lost", extra={"key": self.key, "epoch": self.epoch})

@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import parse_qs
 
 import redis.asyncio as aredis
+from redis.exceptions import RedisError
 
 from shared.streams import StreamId, parse_stream_id
 
@@ -124,6 +125,15 @@ class StreamEndpoint:
         task = asyncio.current_task()
         client = Client(addr=addr, task=task)
         snap = hub.register(client)
+        try:
+            # Before the headers: a resume that needs Redis while it is unreachable is a
+            # 503 the client retries, not a 200 that breaks off.
+            plan = await plan_start(hub, self.redis, client, snap, last_id)
+        except RedisError:
+            hub.unregister(client)
+            metrics.REJECTED.labels("redis_unavailable").inc()
+            await send_json(send, 503, {"error": "stream not ready: Redis unreachable"}, 2)
+            return
         watcher = asyncio.create_task(self._watch_disconnect(receive, client))
         reason = "client"
         cancelled = False
@@ -133,7 +143,6 @@ class StreamEndpoint:
             await self._write(
                 send, retry_frame(self.settings.retry_ms, self.settings.retry_jitter_ms)
             )
-            plan = await plan_start(hub, self.redis, client, snap, last_id)
             metrics.RESUMES.labels(plan.source).inc()
             await self._write_start(send, plan, snap)
             client.last_write = loop.time()
@@ -165,6 +174,10 @@ class StreamEndpoint:
                     client.last_write = loop.time()
                     continue
                 await hub.changed.wait()
+        except RedisError as exc:
+            # The history read broke off: end the stream; the client resumes from its last id.
+            reason = "redis_error"
+            log.warning("replay_redis_error", extra={"error": type(exc).__name__})
         except asyncio.CancelledError:
             if client.closing is None:
                 raise

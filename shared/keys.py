@@ -47,6 +47,11 @@ class Keys:
         return f"{self.prefix}:unread"
 
     @property
+    def read_mark(self) -> str:
+        """Where the last mark-read stands (the command's stream position)."""
+        return f"{self.prefix}:unread:mark"
+
+    @property
     def counted(self) -> str:
         """Message ids already counted since the last mark-read (idempotence)."""
         return f"{self.prefix}:counted"

@@ -22,7 +22,7 @@ from procs import ServiceProc, wait_for
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.notifier.consumer_group import START, ConsumerGroup, parse_autoclaim
-from services.notifier.unread import Countable, Outcome, UnreadCounter, read_mark_key
+from services.notifier.unread import Countable, Outcome, UnreadCounter
 from shared.commands import Command
 from shared.events import Notification
 from shared.keys import Keys
@@ -632,7 +632,7 @@ async def test_dedupe_set_is_trimmed_below_the_first_entry_still_in_the_stream(
         await client.aclose(close_connection_pool=True)
     assert counted.count == 4  # the count is never trimmed, only the dedupe set
     assert sorted(rclient.zrange(keys.counted, 0, -1)) == ["m2", "m3"]
-    assert not rclient.exists(read_mark_key(keys))
+    assert not rclient.exists(keys.read_mark)
 
 
 async def test_idle_consumers_with_nothing_pending_are_forgotten(

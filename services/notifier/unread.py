@@ -145,11 +145,6 @@ return {count, id}
 """
 
 
-def read_mark_key(keys: Keys) -> str:
-    """Where the read mark lives: beside the counter, under the same hash tag."""
-    return f"{keys.unread}:mark"
-
-
 class Outcome(StrEnum):
     COUNTED = "counted"  # a new message id: the count went up
     DUPLICATE = "duplicate"  # this message id was counted already
@@ -201,9 +196,7 @@ class UnreadCounter:
         for message in messages:
             args += (message.entry_id, message.message_id)
         k = self._keys
-        reply = await self._count(
-            keys=[k.messages, k.unread, k.counted, read_mark_key(k)], args=args
-        )
+        reply = await self._count(keys=[k.messages, k.unread, k.counted, k.read_mark], args=args)
         count, outcomes = reply
         return Counted(int(count), tuple(Outcome(o) for o in outcomes))
 
@@ -211,7 +204,7 @@ class UnreadCounter:
         """Apply the ``mark_read`` command at ``command_id`` unless it was applied already."""
         k = self._keys
         reply = await self._mark_read(
-            keys=[k.commands, k.unread, k.counted, read_mark_key(k)],
+            keys=[k.commands, k.unread, k.counted, k.read_mark],
             args=[self._group, command_id],
         )
         applied, count = reply

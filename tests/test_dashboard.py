@@ -253,6 +253,15 @@ def test_login_view_follows_every_login_event(browser: Browser, stack: Stack) ->
         stack.publish(ScanQrCode(uuid="uuid-3", extra=qr))
         expect(image).to_have_attribute("data-uuid", "uuid-3")
         expect(relogin).to_be_hidden()
+
+        # Signing out of the dashboard drops the cookie and the stream.
+        with d.page.expect_response("**/api/session") as answer:
+            d.page.click("#sign-out")
+        assert answer.value.status == 204
+        d.view("signin")
+        d.connection("signed_out")
+        expect(d.page.locator("#signin-notice")).to_have_text("You signed out.")
+        assert [c for c in d.context.cookies() if c["name"] == "wxstream_session"] == []
         d.assert_clean()
 
 
@@ -377,6 +386,24 @@ def test_stream_refused_reopens_after_backoff_with_last_event_id(
         assert reopened, seen
         assert all(url == f"{gw.url}/stream?lastEventId={last}" for url in reopened), seen
         d.assert_clean((503, "/stream"))
+
+
+def test_older_messages_page_in_below(browser: Browser, stack: Stack) -> None:
+    stack.publish(LoggedIn(user=USER))
+    sent = [chat_message(n) for n in range(35)]
+    for message in sent:
+        stack.deliver(message)
+    gw = stack.gateway.start()
+    with dashboard(browser, gw.url) as d:
+        signed_in(d)
+        d.view("main")
+        d.row_count(30)  # the first page
+        older = d.page.locator("#older")
+        older.click()
+        d.row_count(35)
+        expect(older).to_be_hidden()
+        assert d.rows() == [m.id for m in reversed(sent)]
+        d.assert_clean()
 
 
 SEED_LISTENER = """
@@ -580,6 +607,18 @@ def full_flow(browser: Browser, stack: Stack) -> None:
         assert len(phone.state()["qr_codes"]) > codes
         expect(image).to_have_attribute("data-uuid", phone.state()["uuid"] or "")
         d.shot("08-fresh-qr")
+
+        # Logged in again, then out from the dashboard's own button.
+        phone.scan()
+        phone.confirm()
+        d.view("main")
+        with d.page.expect_response("**/api/logout") as answer:
+            d.page.click("#wechat-logout")
+        assert answer.value.status == 202
+        d.view("login")
+        d.login_phase("logged_out")
+        expect(d.page.locator("#login-detail")).to_have_text("Logged out from this dashboard.")
+        expect(d.page.locator("#relogin")).to_be_visible()
         d.assert_clean()
 
 

@@ -288,12 +288,18 @@ async function command(button, call) {
   }
 }
 
+const RELOGIN_PATIENCE_MS = 20000;
+
 async function onRelogin() {
   loginView.setAsking(true);
+  // The next login event redraws the view; should none come, give the button back.
+  setTimeout(() => {
+    if (loginView.asking) loginView.render(state.login);
+  }, RELOGIN_PATIENCE_MS);
   try {
     await api.relogin();
   } catch (err) {
-    loginView.setAsking(false);
+    loginView.render(state.login);
     showMainError(err);
   }
 }

@@ -104,7 +104,7 @@ def test_session_ended_by_wechat_publishes_logged_out_with_reason(
 ) -> None:
     proc = rig.start()
     rig.log_in()
-    assert rig.session_file.exists()
+    wait_for(rig.session_file.exists, timeout=WAIT, what="session file")
     rig.phone.end(retcode)
     _, out = rig.wait_login("logged_out")
     assert (out["reason"], out["retcode"]) == (reason, str(retcode))
@@ -186,7 +186,7 @@ def test_unreachable_wechat_reports_unreachable_and_keeps_running(rig: LoginRig)
 def test_logout_command_tells_wechat_and_publishes_logged_out(rig: LoginRig) -> None:
     proc = rig.start()
     rig.log_in()
-    assert rig.session_file.exists()
+    wait_for(rig.session_file.exists, timeout=WAIT, what="session file")
     rig.command("logout")
     _, out = rig.wait_login("logged_out")
     assert out["reason"] == "command"

@@ -150,10 +150,12 @@ class LoginAttempt:
         self._push_uuids: set[str] = set()
         self._confirmed: set[str] = set()
         self._progress_at = time.monotonic()
-        # Set once loginCallback has reported (or the attempt is over): on a hot reload
-        # itchat starts receiving before it calls loginCallback, and a session that dies at
-        # once must not be reported ended before it was reported logged in.
-        self._login_reported = threading.Event()
+        # Set once auto_login has returned (logged_in reported, session file written): on a
+        # hot reload itchat starts receiving before it calls loginCallback, and after a QR
+        # login it writes the session file after receiving started. A session that dies at
+        # once must be reported ended after it was reported logged in, and its file deleted
+        # after it was written.
+        self._login_done = threading.Event()
         media = MediaSaver(settings.media_dir) if settings.download_media else None
         self.pump = MessagePump(
             self.core.msgList,
@@ -189,6 +191,10 @@ class LoginAttempt:
         """The lease is gone: stop at once, publish nothing more, save nothing."""
         self.cancel()
         self.pump.abort()
+
+    def wait_login_done(self, timeout: float) -> bool:
+        """Wait until auto_login has returned (after a QR login: the session file is written)."""
+        return self._login_done.wait(timeout)
 
     def forget(self) -> None:
         """Drop itchat's module-level reference to this Core (it keeps every instance)."""
@@ -276,7 +282,7 @@ class LoginAttempt:
             message = f"unexpected answer from WeChat during login ({type(exc).__name__})"
         finally:
             self.core.isLogging = False
-            self._login_reported.set()
+            self._login_done.set()
         if self.cancelled.is_set() and outcome != "logged_in":
             outcome = "cancelled"
         log.info(
@@ -373,7 +379,6 @@ class LoginAttempt:
         metrics.LOGINS.labels(via=via).inc()
         log.info("logged_in", extra={"via": via, "generation": self.generation})
         self.report(LoggedInNow(self.generation, via))
-        self._login_reported.set()
 
     def _fetch_avatar(self, user_name: str) -> str | None:
         """The account's avatar as a data URL (hot reload has no 201 answer to take it from)."""
@@ -405,6 +410,6 @@ class LoginAttempt:
         return None
 
     def _on_exit(self) -> None:
-        self._login_reported.wait(5.0)
+        self._login_done.wait(10.0)
         reason, retcode = logout_reason(self.watch.last_sync)
         self.report(SessionEnded(self.generation, reason, retcode))

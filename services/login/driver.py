@@ -259,6 +259,8 @@ class Driver(threading.Thread):
         uuid = attempt.uuid if attempt else None
         if attempt is not None and self.state == "logged_in":
             attempt.logout_remote(drain_timeout=2.0)
+            # Right after a QR login itchat may still be writing the session file.
+            attempt.wait_login_done(5.0)
         elif attempt is not None:
             attempt.cancel()
             attempt.pump.finish(1.0)

@@ -23,12 +23,12 @@ from typing import Final, Literal
 
 from services.login import metrics
 from services.login.attempt import AttemptEnded, LoggedInNow, LoginAttempt, SessionEnded
-from services.login.backoff import backoff_delay
 from services.login.commands import CommandIn
 from services.login.lease import LeaseState
 from services.login.publisher import Fenced, Publisher, with_retry
 from services.login.session_file import SessionFile
 from services.login.settings import LoginSettings
+from shared.backoff import backoff_delay
 from shared.events import LoggedOut, LoginData, LoginError, LogoutReason
 
 log = logging.getLogger(__name__)

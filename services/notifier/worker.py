@@ -29,13 +29,13 @@ import redis
 import redis.asyncio as aredis
 
 from services.notifier import metrics
-from services.notifier.backoff import Backoff
 from services.notifier.coalescer import Coalescer
 from services.notifier.consumer_group import START, ConsumerGroup, is_nogroup
 from services.notifier.dead_letters import DeadLetters
 from services.notifier.entries import CommandEntry, read_command, read_message
 from services.notifier.settings import NotifierSettings
 from services.notifier.unread import Countable, Outcome, UnreadCounter
+from shared.backoff import Backoff
 from shared.metrics import REDIS_UP
 from shared.streams import MalformedEntry, now_ms
 

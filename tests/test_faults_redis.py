@@ -107,6 +107,10 @@ async def test_redis_restarts_mid_stream_every_service_recovers_and_nothing_acke
                 unsure += 1  # may or may not have been applied: the stream says
             await asyncio.sleep(0.01)
 
+    async def flowing(more: int) -> None:
+        mark = len(acked) + more
+        await asyncio.to_thread(wait_for, lambda: len(acked) >= mark, timeout=10)
+
     producing = asyncio.create_task(produce())
     sent: list[str] = [rig.phone.message(kind="friend", text=f"before {i} 🌧") for i in range(3)]
     await asyncio.to_thread(wait_for, lambda: unread(sync, keys) == 3, timeout=15)
@@ -115,8 +119,7 @@ async def test_redis_restarts_mid_stream_every_service_recovers_and_nothing_acke
     for hard in (False, True):
         label = "kill -9" if hard else "SIGTERM"
         # Under load: a couple of seconds of events flow first.
-        mark = len(acked) + 200
-        await asyncio.to_thread(wait_for, lambda: len(acked) >= mark, timeout=10)
+        await flowing(200)
         began = time.monotonic()
         await asyncio.to_thread(aof_redis.stop, hard=hard)
         for name, url in ops.items():
@@ -132,8 +135,7 @@ async def test_redis_restarts_mid_stream_every_service_recovers_and_nothing_acke
             wait_for, lambda: unread(sync, keys) == len(sent), timeout=20, what="counted"
         )
 
-    mark = len(acked) + 200
-    await asyncio.to_thread(wait_for, lambda: len(acked) >= mark, timeout=10)
+    await flowing(200)
     stop.set()
     await producing
     final = stream_ids(sync, keys.events)

@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -182,6 +183,9 @@ async def repeated(
                 res = await one(kind)
             except Exception as exc:  # one failed run must not lose the others
                 log(f"  FAILED: {type(exc).__name__}: {exc}")
+                RAW.mkdir(parents=True, exist_ok=True)
+                with (RAW / "failures.log").open("a") as f:
+                    f.write(f"--- {title} {kind} run {rep + 1}\n{traceback.format_exc()}\n")
                 res = {"kind": kind, "failed": f"{type(exc).__name__}: {exc}"}
             out[kind].append(res)
             log("  " + report.one_line(res))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import resource
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from bench.servers import KEY, Kind, Server
 from bench.stats import hist_max, hist_percentile, percentile
 
 Result = dict[str, Any]
+FD_HEADROOM = 64
 
 
 @dataclass
@@ -191,8 +193,15 @@ async def fanout(bench: Bench, kind: Kind, n: int, rate: float, seconds: float) 
         }
 
 
+def stream_fd_cap() -> int:
+    """Streams a server process can hold here: its RLIMIT_NOFILE (inherited from this run,
+    whose hard limit an unprivileged sandbox cannot raise) less listeners, Redis and epoll."""
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1] - FD_HEADROOM
+
+
 async def idle(bench: Bench, kind: Kind, n: int, settle: float = 3.0) -> Result:
     """How many idle streams one process holds, and the memory each costs."""
+    requested, n = n, min(n, stream_fd_cap())
     base = await bench.connected_clients()
     async with bench.server(kind) as srv:
         async with bench.swarm(srv, 10, workers=1):  # warm the code paths first
@@ -217,6 +226,8 @@ async def idle(bench: Bench, kind: Kind, n: int, settle: float = 3.0) -> Result:
         return {
             "kind": kind,
             "clients": n,
+            "requested": requested,
+            "fd_limit": resource.getrlimit(resource.RLIMIT_NOFILE)[1],
             "connected": connected,
             "subscribed": subscribed,
             "held": held,

@@ -99,3 +99,14 @@ def machine() -> dict[str, str]:
 
 def tool_version(cmd: list[str]) -> str:
     return _first_line(cmd)
+
+
+def listen_drops() -> int:
+    """The kernel's count of connections dropped because a listen backlog was full
+    (``TcpExt: ListenDrops``, machine-wide)."""
+    lines = Path("/proc/net/netstat").read_text().splitlines()
+    for names, values in zip(lines[::2], lines[1::2], strict=False):
+        if names.startswith("TcpExt:"):
+            row = dict(zip(names.split()[1:], values.split()[1:], strict=False))
+            return int(row.get("ListenDrops", 0))
+    return 0

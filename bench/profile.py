@@ -2,6 +2,7 @@
 
     python -m bench.profile cpu    [--clients 5000] [--rate 10] [--seconds 10]
     python -m bench.profile memory [--clients 5000]
+    python -m bench.profile connect [--clients 10000] [--seconds 10]
 
 ``cpu`` samples the gateway with py-spy (from the peers' virtualenv) while N clients get
 events at the given rate, and prints the hottest functions (own time and inclusive).
@@ -56,8 +57,33 @@ def summarize_collapsed(path: Path, top: int = 25) -> str:
     return "\n".join(lines)
 
 
+def _pyspy(pid: int, seconds: float, out: Path) -> list[str]:
+    return [
+        str(peers_env.VENV / "bin" / "py-spy"), "record", "-p", str(pid), "-d",
+        str(int(seconds)), "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking",
+    ]  # fmt: skip
+
+
+async def connect(bench: Bench, clients: int, seconds: float) -> None:
+    """Profile the gateway while N streams open at once (what a reconnect storm costs)."""
+    out = RAW / f"profile-connect-{clients}.txt"
+    async with bench.server("wxstream") as srv:
+        spy = await asyncio.create_subprocess_exec(
+            *_pyspy(srv.pid, seconds, out),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        t0 = time.monotonic()
+        async with bench.swarm(srv, clients) as (_, ready):
+            print(f"{ready.total('connected')} streams open in {time.monotonic() - t0:.1f} s")
+        _, err = await spy.communicate()
+    if spy.returncode != 0:
+        raise SystemExit(f"py-spy failed: {err.decode()[-500:]}")
+    print(f"raw stacks: {out}\n")
+    print(summarize_collapsed(out))
+
+
 async def cpu(bench: Bench, clients: int, rate: float, seconds: float) -> None:
-    pyspy = peers_env.VENV / "bin" / "py-spy"
     out = RAW / f"profile-cpu-{clients}x{rate:g}.txt"
     async with bench.server("wxstream") as srv, bench.swarm(srv, clients) as (swarm, ready):
         await srv.wait_subscribed(bench.client, ready.total("connected"), 60)
@@ -65,10 +91,10 @@ async def cpu(bench: Bench, clients: int, rate: float, seconds: float) -> None:
         task = asyncio.create_task(producer.run(rate, seconds + 3))
         await asyncio.sleep(1.0)
         spy = await asyncio.create_subprocess_exec(
-            str(pyspy), "record", "-p", str(srv.pid), "-d", str(int(seconds)),
-            "-r", "200", "-f", "raw", "-o", str(out), "--nonblocking",
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+            *_pyspy(srv.pid, seconds, out),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
         _, err = await spy.communicate()
         produced = await task
         await swarm.expect(produced.last_seq, bench.drain)
@@ -86,8 +112,12 @@ async def memory(bench: Bench, clients: int) -> None:
     cmd, env, secret = srv._command()
     cmd = [sys.executable, "-m", "bench.traced_gateway", str(prefix)]
     await bench.client.flushall()
-    proc = subprocess.Popen(
-        cmd, cwd=BENCH.parent, env={**os.environ, **env}, start_new_session=True
+    proc = await asyncio.to_thread(
+        subprocess.Popen,
+        cmd,
+        cwd=BENCH.parent,
+        env={**os.environ, **env},
+        start_new_session=True,
     )
     srv.proc = proc
     try:
@@ -146,14 +176,14 @@ def _wait_ready(srv: Server, secret: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    p.add_argument("what", choices=["cpu", "memory"])
+    p.add_argument("what", choices=["cpu", "memory", "connect"])
     p.add_argument("--clients", type=int, default=5000)
     p.add_argument("--rate", type=float, default=10.0)
     p.add_argument("--seconds", type=float, default=10.0)
     opts = p.parse_args(argv)
     raise_nofile()
     RAW.mkdir(parents=True, exist_ok=True)
-    if opts.what == "cpu":
+    if opts.what != "memory":
         peers_env.ensure()
 
     async def run() -> None:
@@ -163,6 +193,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if opts.what == "cpu":
                 await cpu(bench, opts.clients, opts.rate, opts.seconds)
+            elif opts.what == "connect":
+                await connect(bench, opts.clients, opts.seconds)
             else:
                 await memory(bench, opts.clients)
         finally:

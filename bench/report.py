@@ -354,6 +354,10 @@ def storm_rows(st: Result) -> list[list[str]]:
                 str(sum(int(r.get("lost", 0)) for r in runs)),
                 str(sum(int(r.get("duplicated", 0)) + int(r.get("reordered", 0)) for r in runs)),
                 str(sum(int(r.get("resets", 0)) for r in runs)),
+                fmt(med(runs, "connect_s"), "s"),
+                fmt(med(runs, "server_cpu"), "%"),
+                fmt(med(runs, "loadgen_cpu"), "%"),
+                fmt(med(runs, "listen_drops")),
             ]
         )
     return rows
@@ -513,6 +517,10 @@ def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | Non
                 "lost",
                 "dup+reord",
                 "resets",
+                "all reconnected",
+                "server CPU",
+                "loadgen CPU",
+                "SYNs dropped (backlog full)",
             ],
             storm_rows(results["storm"]),
         )

@@ -56,6 +56,8 @@ class Options:
     replay_behind: int
     badge_messages: int
     out: Path
+    gateway_module: str
+    gateway_env: dict[str, str]
 
 
 SCENARIOS = ("fanout", "hot", "idle", "saturation", "storm", "replay", "badge")
@@ -108,7 +110,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
     p.add_argument("--idle-clients", type=int, default=int(env("BENCH_IDLE", "20000")))
     p.add_argument("--idle-peer-clients", type=int, default=2000)
     p.add_argument("--sat-clients", type=int, default=1000)
-    p.add_argument("--sat-rates", default="10,25,50,100,200,400,800,1600")
+    p.add_argument("--sat-rates", default="10,25,50,100,200,300,400,800,1600")
     p.add_argument("--sat-seconds", type=float, default=4.0)
     p.add_argument("--sat-p99-ms", type=float, default=1000.0)
     p.add_argument("--storm-clients", type=int, default=int(env("BENCH_STORM", "10000")))
@@ -122,6 +124,18 @@ def parse(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
         help="small sizes and one repetition: for trying the harness out",
     )
     p.add_argument("--out", type=Path, default=BENCH / "REPORT.md")
+    p.add_argument(
+        "--gateway-module",
+        default="services.gateway",
+        help="run another gateway entry point (e.g. bench.variants)",
+    )
+    p.add_argument(
+        "--gateway-env",
+        action="append",
+        default=[],
+        metavar="WX_NAME=VALUE",
+        help="extra gateway settings (repeatable)",
+    )
     p.add_argument("--report-only", type=Path, default=None, metavar="RAW_JSON")
     a = p.parse_args(argv)
     if a.quick:
@@ -160,6 +174,8 @@ def parse(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
         replay_behind=a.replay_behind,
         badge_messages=a.badge_messages,
         out=a.out,
+        gateway_module=a.gateway_module,
+        gateway_env=dict(item.split("=", 1) for item in a.gateway_env),
     )
     return opts, a.report_only
 
@@ -212,7 +228,14 @@ async def run(opts: Options) -> dict[str, Any]:
     }
     redis = LocalRedis(BENCH / "results" / "raw" / "redis")
     redis.start()
-    bench = Bench(redis.url, RAW / "logs", workers=opts.workers, drain=opts.drain)
+    bench = Bench(
+        redis.url,
+        RAW / "logs",
+        workers=opts.workers,
+        drain=opts.drain,
+        gateway_env=opts.gateway_env,
+        gateway_module=opts.gateway_module,
+    )
     try:
         await _scenarios(opts, bench, results)
     finally:

@@ -19,7 +19,7 @@ from typing import Any
 import redis.asyncio as aredis
 
 from bench.loadgen import Merged, Swarm
-from bench.procstat import CpuMeter, cpu_seconds, rss_bytes
+from bench.procstat import CpuMeter, cpu_seconds, listen_drops, rss_bytes
 from bench.producer import Producer
 from bench.servers import KEY, Kind, Server
 from bench.stats import hist_max, hist_percentile, percentile
@@ -37,6 +37,7 @@ class Bench:
     workers: int = 2
     drain: float = 8.0
     gateway_env: dict[str, str] = field(default_factory=dict)
+    gateway_module: str = "services.gateway"
     client: aredis.Redis = field(init=False)
 
     def __post_init__(self) -> None:
@@ -58,7 +59,13 @@ class Bench:
     @contextlib.asynccontextmanager
     async def server(self, kind: Kind, **env: str) -> AsyncIterator[Server]:
         await self.client.flushall()
-        srv = Server(kind, self.redis_url, self.log_dir, env={**self.gateway_env, **env})
+        srv = Server(
+            kind,
+            self.redis_url,
+            self.log_dir,
+            env={**self.gateway_env, **env},
+            module=self.gateway_module,
+        )
         await asyncio.to_thread(srv.start)
         try:
             yield srv
@@ -303,11 +310,13 @@ async def storm(
         await producer.prefill(back)
         head = producer.next_seq - 1
         await asyncio.sleep(0.5)  # the servers' readers have the missed events by now
-        cmds0 = await bench.total_commands()
+        drops0 = listen_drops()
         pc0 = producer.commands
-        live = asyncio.create_task(producer.run(live_rate, min(wait_s, 5.0)))
-        rec = await swarm.reconnect(head, wait_s)
-        cmds = await bench.total_commands() - cmds0 - (producer.commands - pc0) - 1
+        async with Window(bench, srv, swarm) as win:
+            live = asyncio.create_task(producer.run(live_rate, min(wait_s, 5.0)))
+            rec = await swarm.reconnect(head, wait_s)
+            usage = await win.close(producer.commands - pc0, info_calls=1)
+        drops = listen_drops() - drops0
         produced = await live
         final = await swarm.expect(produced.last_seq, bench.drain)
     times = rec.catch_up_times()
@@ -323,7 +332,10 @@ async def storm(
         "catch_up_p50_s": percentile(caught, 0.5),
         "catch_up_p99_s": percentile(caught, 0.99),
         "connect_s": max(float(p.get("connect_seconds", 0.0)) for p in rec.parts),
-        "redis_cmds": max(cmds, 0),
+        "redis_cmds": usage["redis_cmds"],
+        "server_cpu": usage["server_cpu"],
+        "loadgen_cpu": usage["loadgen_cpu"],
+        "listen_drops": drops,
         **check_figures(final),
         "reconnect_errors": rec.errors(),
     }

@@ -49,6 +49,7 @@ class Server:
     ops_port: int = 0
     headers: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
+    module: str = "services.gateway"  # or an experiment (bench.variants)
 
     @property
     def label(self) -> str:
@@ -88,7 +89,7 @@ class Server:
                 "WX_LOG_LEVEL": "WARNING",
                 **self.env,
             }
-            return [sys.executable, "-m", "services.gateway"], env, secret
+            return [sys.executable, "-m", self.module], env, secret
         py = str(peers_env.PYTHON)
         env = {"REDIS_URL": self.redis_url, "STREAM_KEY": KEY, **self.env}
         if self.kind == "xread":

@@ -16,11 +16,15 @@ import json
 import re
 import time
 from array import array
+from collections import Counter
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Final, cast
 
 ID_LINE: Final = re.compile(rb"^id: ?(\d+)-(\d+)\r?$", re.MULTILINE)
 RESET: Final = b"event: reset"
+_FIRST: Final = itemgetter(0)
+_SECOND: Final = itemgetter(1)
 LAG_CAP_MS: Final = 300_000
 
 
@@ -266,19 +270,36 @@ class SseClient(asyncio.Protocol):
 
     def _record(self, found: list[tuple[bytes, bytes]], now: float, tally: Tally) -> None:
         now_ms = now * 1000.0
-        window = self.window_start
         order = self.order
+        seqs = list(map(int, map(_SECOND, found)))
+        first, last, k = seqs[0], seqs[-1], len(seqs)
+        if (
+            first == order.expected
+            and first >= self.window_start
+            and last == first + k - 1
+            and (k < 3 or seqs == list(range(first, last + 1)))
+        ):
+            # The usual case, checked in C: exactly the next ids, in order.
+            order.expected = last + 1
+            if last > order.top:
+                order.top = last
+            got = k
+            stamps = Counter(map(_FIRST, found))
+        else:
+            got = 0
+            stamps = Counter()
+            window = self.window_start
+            for (ms_b, _), seq in zip(found, seqs, strict=True):
+                if seq < window:
+                    tally.state += 1
+                    continue
+                got += 1
+                order.see(seq, tally)
+                stamps[ms_b] += 1
         lag = tally.lag
-        got = 0
-        for ms_b, seq_b in found:
-            seq = int(seq_b)
-            if seq < window:
-                tally.state += 1
-                continue
-            got += 1
-            order.see(seq, tally)
+        for ms_b, n in stamps.items():
             ms = now_ms - int(ms_b)
-            lag[min(int(ms), LAG_CAP_MS) if ms > 0 else 0] += 1
+            lag[min(int(ms), LAG_CAP_MS) if ms > 0 else 0] += n
         ms_b, seq_b = found[-1]
         self.last_id = f"{ms_b.decode()}-{seq_b.decode()}"
         if got:

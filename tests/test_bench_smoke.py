@@ -74,7 +74,12 @@ async def test_client_parses_chunked_sse_split_anywhere() -> None:
         client.data_received(wire[i : i + 7])
     assert client.headers_done.done()
     assert (tally.received, tally.bad_data, client.last_id) == (3, 0, "1700000000000-3")
-    assert client.order.close(last=3) == 0
+    # Out of order (the slow path): 6, then 5 late, then 5 again; 4 never comes.
+    for i in (6, 5, 5):
+        frame = f'id: 1700000000001-{i}\nevent: notification\ndata: {{"count":{i}}}\n\n'
+        client.data_received(b"%x\r\n%s\r\n" % (len(frame), frame.encode()))
+    assert (tally.received, tally.reordered, tally.duplicated) == (6, 1, 1)
+    assert client.order.close(last=6) == 1
 
 
 async def test_smoke_wxstream(bench: Bench) -> None:

@@ -23,6 +23,7 @@ from . import api
 from .auth import Authenticator, SignInLimiter
 from .deps import Gateway, require_session
 from .hub import Hub
+from .limits import SizeLimits
 from .settings import GatewaySettings
 from .stream import StreamEndpoint
 
@@ -109,6 +110,8 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
             allow_methods=["GET", "POST", "DELETE"],
             allow_headers=["Authorization", "Content-Type", "Last-Event-ID"],
         )
+
+    app.add_middleware(SizeLimits)
 
     for route in health_routes(gateway.readiness):
         app.router.routes.append(route)

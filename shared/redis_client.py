@@ -21,6 +21,11 @@ from redis.retry import Retry
 # second XREADGROUP strands the first one's entries in the consumer's PEL. The caller sees the
 # timeout and decides (the notifier re-reads its PEL, producers retry knowingly).
 _RETRIES = 2
+# Replies are decoded as UTF-8; a byte sequence that is not (a hand-written XADD, a producer
+# bug) becomes U+FFFD instead of raising inside the parser. Strict decoding made one such
+# entry a poison pill: every XREAD/XREADGROUP/XRANGE over it failed, for ever, and a reader
+# stayed stuck on it. Now the entry reads as malformed and is skipped or dead-lettered.
+ENCODING_ERRORS = "replace"
 _ERRORS: tuple[type[redis.RedisError], ...] = (redis.ConnectionError,)
 
 
@@ -33,6 +38,7 @@ def async_client(
     pool = aredis.BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
+        encoding_errors=ENCODING_ERRORS,
         socket_timeout=timeout + block_seconds,
         socket_connect_timeout=timeout,
         socket_keepalive=True,
@@ -53,6 +59,7 @@ def sync_client(
     return redis.Redis.from_url(
         url,
         decode_responses=True,
+        encoding_errors=ENCODING_ERRORS,
         socket_timeout=timeout + block_seconds,
         socket_connect_timeout=timeout,
         socket_keepalive=True,

@@ -24,13 +24,23 @@ HEADERS: Final[list[tuple[bytes, bytes]]] = [
 
 
 def relayable(entry: Entry) -> bool:
-    """An entry that can be framed safely: a known name and one line of JSON data."""
-    return (
-        entry.event in RELAYED_EVENTS
-        and "\n" not in entry.data
-        and "\r" not in entry.data
-        and entry.data[:1] in ("{", "[")
-    )
+    """An entry that can be framed safely: a known name and one line of JSON data.
+
+    The JSON is parsed, not just sniffed: ``{not json`` would reach every browser, whose
+    ``JSON.parse`` throws in the page's listener. Parsed once per entry, never per client.
+    """
+    if (
+        entry.event not in RELAYED_EVENTS
+        or "\n" in entry.data
+        or "\r" in entry.data
+        or entry.data[:1] not in ("{", "[")
+    ):
+        return False
+    try:
+        json.loads(entry.data)
+    except ValueError:
+        return False
+    return True
 
 
 RELAYED_EVENTS: Final = frozenset({"login", "notification", "message"})

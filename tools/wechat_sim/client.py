@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 from types import TracebackType
 from typing import Any, cast
 
@@ -32,10 +33,15 @@ class SimClient:
         params: dict[str, str] | None = None,
         timeout: float | None = None,
     ) -> Any:
+        # ASCII-escaped JSON, so that hostile raw entries may hold lone surrogates (which
+        # httpx's own UTF-8 encoding of ``json=`` refuses).
+        content = None if body is None else json.dumps(body)
+        headers = None if body is None else {"content-type": "application/json"}
         response = self._http.request(
             method,
             path,
-            json=body,
+            content=content,
+            headers=headers,
             params=params,
             timeout=timeout if timeout is not None else self._http.timeout,
         )

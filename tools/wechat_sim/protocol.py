@@ -39,7 +39,14 @@ def _state(request: Request) -> SimState:
 
 def _json(payload: Any) -> Response:
     # Compact UTF-8 JSON, emoji unescaped: the bytes itchat decodes are the bytes WeChat sends.
-    return JSONResponse(payload)
+    try:
+        return JSONResponse(payload)
+    except UnicodeEncodeError:
+        # A raw entry (hostile-data hook) holding a lone surrogate, which UTF-8 cannot carry:
+        # send it as a JSON escape (``\ud800``) instead of failing the answer and losing the
+        # drained queue.
+        body = json.dumps(payload, separators=(",", ":"))
+        return Response(body, media_type="application/json")
 
 
 async def _body(request: Request) -> dict[str, Any]:

@@ -60,7 +60,8 @@ class Authenticator:
         return f"{body}.{self._sign(body)}", expires
 
     def verify(self, token: str, *, via: str, now: float | None = None) -> Session | None:
-        if len(token) > 256:
+        # compare_digest refuses non-ASCII str: such a token is simply not ours.
+        if len(token) > 256 or not token.isascii():
             return None
         parts = token.split(".")
         if len(parts) != 4 or parts[0] != _VERSION:

@@ -43,6 +43,8 @@ log = logging.getLogger("wxstream.gateway.hub")
 STATE_EVENTS = ("login", "notification")
 # Bytes joined into one write at most; a client further behind loops over several writes.
 MAX_CHUNK = 256 * 1024
+# Bytes of joined chunks kept for sharing until the next append.
+MAX_CACHE = 16 * 1024 * 1024
 
 
 @dataclass(slots=True)
@@ -134,6 +136,8 @@ class Hub:
         self._cache: dict[int, Chunk] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._empty = asyncio.Event()
+        self._cache_bytes = 0
+        self._stopping = False
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -144,9 +148,12 @@ class Hub:
         ]
 
     async def stop(self) -> None:
+        # The flag as well as the cancel: on Python 3.11, redis-py's internal wait_for can
+        # swallow a cancel that lands as its write completes, and the loop would go on.
+        self._stopping = True
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.wait(self._tasks, timeout=2.0)
         self.reader_up = False
         metrics.READER_UP.set(0)
 
@@ -160,7 +167,7 @@ class Hub:
         old, self.changed = self.changed, asyncio.Event()
         old.set()
 
-    def _append(self, entries: Sequence[tuple[str, dict[str, str]]]) -> int:
+    def _append(self, entries: Sequence[tuple[str, dict[str, str]]], *, wake: bool = True) -> int:
         added = 0
         for entry_id, fields in entries:
             self.last_id = entry_id
@@ -187,10 +194,15 @@ class Hub:
             del self.sids[:drop]
             self.base_seq += drop
         if added:
-            self._cache.clear()
+            self._clear_cache()
             metrics.TAIL_EVENTS.set(len(self.frames))
-            self._wake()
+            if wake:
+                self._wake()
         return added
+
+    def _clear_cache(self) -> None:
+        self._cache.clear()
+        self._cache_bytes = 0
 
     def position_of(self, sid: StreamId) -> int | None:
         """The seq of the tail frame with exactly this stream id, if the tail holds it."""
@@ -198,10 +210,6 @@ class Hub:
         if i < len(self.sids) and self.sids[i] == sid:
             return self.base_seq + i
         return None
-
-    def covers(self, sid: StreamId) -> bool:
-        """True when every entry after ``sid`` that this process has read is in the tail."""
-        return bool(self.sids) and self.sids[0] <= sid
 
     def head_sid(self) -> StreamId | None:
         return self.sids[-1] if self.sids else None
@@ -229,7 +237,11 @@ class Hub:
                 break
         last = self.frames[end - 1]
         chunk = Chunk(b"".join(parts), last.seq, last.ts_ms, end - start)
-        self._cache[cursor] = chunk
+        # Clients at the same place share one chunk; clients scattered over many places
+        # (after a burst) must not make the cache grow without bound.
+        if self._cache_bytes + len(chunk.data) <= MAX_CACHE:
+            self._cache[cursor] = chunk
+            self._cache_bytes += len(chunk.data)
         return chunk
 
     def snapshot(self) -> HubState:
@@ -274,7 +286,7 @@ class Hub:
 
     async def _read_loop(self) -> None:
         backoff = 0.1
-        while True:
+        while not self._stopping:
             try:
                 if not self.loaded.is_set():
                     await self._load()
@@ -306,38 +318,55 @@ class Hub:
         metrics.READER_UP.set(1 if up else 0)
         REDIS_UP.set(1 if up else 0)
 
-    async def _load(self) -> None:
-        """Fill the tail with the newest entries and find the latest state events."""
+    async def _load(self, *, new_epoch: bool = False) -> None:
+        """Fill the tail with the newest entries and find the latest state events.
+
+        Every read happens first; the swap (and the epoch bump after a loss) happens with
+        no ``await`` in between, so no client ever sees a half-loaded tail or state.
+        """
         newest = await xrevrange(self.redis, self.key, count=self.tail_size)
+        in_tail = {fields.get("event") for _, fields in newest}
+        older: dict[str, Frame] = {}
+        if newest and any(name not in in_tail for name in STATE_EVENTS):
+            older = await self._older_state(newest[-1][0], in_tail)
         self.frames.clear()
         self.sids.clear()
         self.latest.clear()
         self.base_seq = self.next_seq
-        self._cache.clear()
+        self._clear_cache()
         self.last_id = "0-0"
-        self._append(list(reversed(newest)))
-        await self._find_older_state(newest[-1][0] if newest else None)
+        self._append(list(reversed(newest)), wake=False)
+        for name, fr in older.items():
+            self.latest.setdefault(name, fr)
+        if new_epoch:
+            self.epoch += 1
         self.loaded.set()
         self._set_up(True)
+        self._wake()
         log.info(
             "hub_loaded", extra={"entries": len(self.frames), "epoch": self.epoch, "key": self.key}
         )
 
-    async def _find_older_state(self, before: str | None) -> None:
-        """Page backwards past the tail until the latest login and notification are known."""
-        while before is not None and any(name not in self.latest for name in STATE_EVENTS):
-            page = await xrevrange(self.redis, self.key, f"({before}", count=1000)
+    async def _older_state(self, before: str, found: set[str | None]) -> dict[str, Frame]:
+        """Page backwards past the tail for the state events the tail does not hold."""
+        latest: dict[str, Frame] = {}
+        cursor: str | None = before
+        while cursor is not None and any(
+            name not in found and name not in latest for name in STATE_EVENTS
+        ):
+            page = await xrevrange(self.redis, self.key, f"({cursor}", count=1000)
             if not page:
-                return
+                break
             for entry_id, fields in page:
                 try:
                     entry = decode(entry_id, fields)
                 except MalformedEntry:
                     continue
-                wanted = entry.event in STATE_EVENTS and entry.event not in self.latest
-                if wanted and relayable(entry):
-                    self.latest[entry.event] = to_frame(0, entry)
-            before = page[-1][0]
+                wanted = entry.event in STATE_EVENTS and entry.event not in latest
+                if wanted and entry.event not in found and relayable(entry):
+                    latest[entry.event] = to_frame(0, entry)
+            cursor = page[-1][0]
+        return latest
 
     async def _read_after_last(self) -> tuple[bool, list[RawEntry]]:
         """The next entries after ``last_id``, and whether ``last_id`` itself still exists.
@@ -362,20 +391,22 @@ class Hub:
 
     async def _stream_lost(self) -> None:
         """The entry we read last is gone: a new epoch, the tail reloaded, clients told."""
-        self.epoch += 1
         metrics.EPOCHS.inc()
-        log.warning("stream_lost", extra={"key": self.key, "epoch": self.epoch})
+        log.warning("stream_lost", extra={"key": self.key, "epoch": self.epoch + 1})
         self.loaded.clear()
-        await self._load()
-        self._wake()
+        await self._load(new_epoch=True)
 
     async def _tick_loop(self) -> None:
-        """Keepalive wake-ups, slow-client cut-offs and the drain schedule: O(1) timers."""
+        """Slow-client cut-offs, the drain schedule and keepalive wake-ups: one timer."""
         loop = asyncio.get_running_loop()
-        while True:
-            interval = 0.25 if self.draining else min(1.0, self.keepalive_seconds / 2)
-            await asyncio.sleep(interval)
+        # Idle streams need a comment every keepalive_seconds: waking them three times per
+        # interval is enough (a comment is at most a third late), and costs nothing between.
+        wake_every = self.keepalive_seconds / 3
+        last_wake = loop.time()
+        while not self._stopping:
+            await asyncio.sleep(0.25 if self.draining else min(1.0, wake_every))
             now = loop.time()
+            wake = now - last_wake >= wake_every
             for client in list(self.clients):
                 if client.closing is not None:
                     continue
@@ -383,7 +414,10 @@ class Hub:
                     self.cut(client, "slow")
                 elif client.close_at is not None and now >= client.close_at:
                     self.cut(client, "drain")
-            self._wake()
+                    wake = True
+            if wake:
+                last_wake = now
+                self._wake()
 
     def cut(self, client: Client, reason: str) -> None:
         """End a client's stream: it is woken and, if stuck in a write, cancelled."""

@@ -55,9 +55,11 @@ async def plan_start(
         return Plan("memory")
     head = snap.head_sid
     entry_id = fmt_sid(last_id)
-    if head is not None and last_id > head:
-        # Newer than anything this process has read: another gateway's reader may be a few
-        # milliseconds ahead. Wait for ours to catch up if the id is real.
+    if head is None or last_id > head:
+        # Newer than anything this process has read (or it has read nothing yet, just after
+        # a start): another gateway's reader may be a few milliseconds ahead. Wait for ours
+        # to catch up if the id is real; replaying "up to our head" would replay nothing and
+        # then send the entry itself again.
         if not await _exists(redis, hub.key, entry_id):
             return Plan("reset", reason="unknown_id")
         deadline = asyncio.get_running_loop().time() + CATCH_UP_SECONDS
@@ -67,22 +69,33 @@ async def plan_start(
             await hub.changed.wait()
         client.cursor = seq
         return Plan("memory")
-    if seq is None and head is not None and hub.sids and last_id >= hub.sids[0]:
+    if seq is None and hub.sids and last_id >= hub.sids[0]:
         # Inside the span the tail covers, yet not in it: no such entry in this stream.
         return Plan("reset", reason="unknown_id")
     if not await _exists(redis, hub.key, entry_id):
-        reason = "trimmed" if head is not None and last_id < head else "unknown_id"
-        return Plan("reset", reason=reason)
-    return Plan("redis", after=entry_id, until=fmt_sid(head) if head else entry_id)
+        return Plan("reset", reason="trimmed" if last_id < head else "unknown_id")
+    return Plan("redis", after=entry_id, until=fmt_sid(head))
+
+
+class HistoryGap(Exception):
+    """Entries the client still needed were trimmed while its history was being read."""
 
 
 async def history(redis: aredis.Redis, key: str, plan: Plan, page: int) -> AsyncIterator[bytes]:
-    """The entries after ``plan.after`` up to ``plan.until`` from Redis, a page per write."""
+    """The entries after ``plan.after`` up to ``plan.until`` from Redis, a page per write.
+
+    Each page starts *at* the last entry already sent (inclusive) and must begin with it:
+    if ``MAXLEN`` trimmed past it meanwhile, XRANGE would quietly start later, so that is a
+    ``HistoryGap`` (the caller sends ``reset``), never a hole.
+    """
     if plan.after is None or plan.until is None:
         raise ValueError("history needs a plan with both ends")
-    start = f"({plan.after}"
+    start = plan.after
     while True:
-        entries = await xrange(redis, key, start, plan.until, count=page)
+        entries = await xrange(redis, key, start, plan.until, count=page + 1)
+        if not entries or entries[0][0] != start:
+            raise HistoryGap(start)
+        entries = entries[1:]
         if not entries:
             return
         parts: list[bytes] = []
@@ -97,7 +110,7 @@ async def history(redis: aredis.Redis, key: str, plan: Plan, page: int) -> Async
             yield b"".join(parts)
         if len(entries) < page:
             return
-        start = f"({entries[-1][0]}"
+        start = entries[-1][0]
 
 
 def state_bytes(snap: HubState) -> bytes:

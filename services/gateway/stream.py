@@ -23,7 +23,7 @@ from shared.streams import StreamId, parse_stream_id
 from . import metrics
 from .auth import Authenticator
 from .hub import Client, Hub
-from .replay import Plan, history, plan_start, reset_bytes, state_bytes
+from .replay import HistoryGap, Plan, history, plan_start, reset_bytes, state_bytes
 from .settings import GatewaySettings
 from .sse import HEADERS, KEEPALIVE, retry_frame
 
@@ -134,6 +134,18 @@ class StreamEndpoint:
             metrics.REJECTED.labels("redis_unavailable").inc()
             await send_json(send, 503, {"error": "stream not ready: Redis unreachable"}, 2)
             return
+        except asyncio.CancelledError:
+            hub.unregister(client)
+            if client.closing is None or task is None:
+                raise
+            # Cut off (drain, or the hub moved on too far) while waiting to start.
+            task.uncancel()
+            metrics.REJECTED.labels(client.closing).inc()
+            await send_json(send, 503, {"error": f"stream not started: {client.closing}"}, 1)
+            return
+        except BaseException:
+            hub.unregister(client)
+            raise
         watcher = asyncio.create_task(self._watch_disconnect(receive, client))
         reason = "client"
         cancelled = False
@@ -157,11 +169,11 @@ class StreamEndpoint:
                     await self._write(send, reset_bytes(fresh, "stream_lost"))
                     client.last_write = loop.time()
                     continue
+                if hub.behind(client.cursor):
+                    reason = "slow"
+                    break
                 chunk = hub.chunk_after(client.cursor)
                 if chunk is not None:
-                    if hub.behind(client.cursor):
-                        reason = "slow"
-                        break
                     await self._write(send, chunk.data)
                     client.cursor = chunk.last_seq
                     now = loop.time()
@@ -202,8 +214,14 @@ class StreamEndpoint:
         elif plan.source == "reset":
             await self._write(send, reset_bytes(snap, plan.reason or "unknown_id"))
         elif plan.source == "redis":
-            async for page in history(self.redis, self.hub.key, plan, self.settings.replay_page):
-                await self._write(send, page)
+            try:
+                async for page in history(
+                    self.redis, self.hub.key, plan, self.settings.replay_page
+                ):
+                    await self._write(send, page)
+            except HistoryGap:
+                metrics.RESUMES.labels("reset").inc()
+                await self._write(send, reset_bytes(snap, "trimmed"))
 
     @staticmethod
     async def _write(send: Any, data: bytes) -> None:

@@ -70,8 +70,3 @@ class Keys:
     def login_fence(self) -> str:
         """Monotonic fencing counter for the login lease."""
         return f"{self.prefix}:login:fence"
-
-    @property
-    def sessions(self) -> str:
-        """Prefix of the gateway's revocable dashboard sessions."""
-        return f"{self.prefix}:sessions"

@@ -7,9 +7,9 @@ added, optional, so older consumers keep parsing newer entries.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 # "self": the account's own chat (file helper, or itself); "system": WeChat's own
 # notices that belong to no chat (friend requests arrive from "fmessage").
@@ -29,14 +29,32 @@ MessageType = Literal[
 ]
 
 
+def valid_unicode(value: str) -> str:
+    """``value`` with every lone surrogate replaced by U+FFFD.
+
+    JSON can escape half a surrogate pair (``"\\ud800"``) and Python decodes it into a str
+    that UTF-8 — so Redis, JSON encoders and browsers — cannot carry; a proper pair split in
+    two is joined back into its character.
+    """
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return value
+
+
+# Every string of a message: whatever WeChat sent, it can be encoded and stored.
+Text = Annotated[str, AfterValidator(valid_unicode)]
+
+
 class Media(BaseModel):
     """What is known about an attachment without downloading it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    file_name: str | None = None
+    file_name: Text | None = None
     size: int | None = None
-    url: str | None = None
+    url: Text | None = None
     duration_ms: int | None = None
     width: int | None = None
     height: int | None = None
@@ -47,11 +65,11 @@ class ContactCard(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    user_id: str
-    name: str
-    alias: str | None = None
-    province: str | None = None
-    city: str | None = None
+    user_id: Text
+    name: Text
+    alias: Text | None = None
+    province: Text | None = None
+    city: Text | None = None
 
 
 class ChatMessage(BaseModel):
@@ -64,14 +82,14 @@ class ChatMessage(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    id: str = Field(min_length=1, max_length=64)
+    id: Text = Field(min_length=1, max_length=64)
     chat: ChatKind
-    chat_id: str
-    chat_name: str
-    sender_id: str | None = None
-    sender_name: str | None = None
+    chat_id: Text
+    chat_name: Text
+    sender_id: Text | None = None
+    sender_name: Text | None = None
     type: MessageType
-    text: str
+    text: Text
     media: Media | None = None
     created_at: int = Field(description="Unix seconds, from WeChat's CreateTime")
     outgoing: bool = False

@@ -12,7 +12,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, cast
 
-import redis
 import redis.asyncio as aredis
 from pydantic import BaseModel
 
@@ -95,19 +94,6 @@ def decode(entry_id: str | bytes, fields: Fields) -> Entry:
     return Entry(id=eid, event=name, data=data, ts_ms=ts_ms)
 
 
-async def append_event(
-    client: aredis.Redis, key: str, payload: EventPayload, *, maxlen: int
-) -> str:
-    """XADD one event with an approximate MAXLEN (trims whole nodes: keeps >= maxlen)."""
-    entry_id = await client.xadd(key, encode_event(payload), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-    return _text(entry_id)
-
-
-def append_event_sync(client: redis.Redis, key: str, payload: EventPayload, *, maxlen: int) -> str:
-    entry_id = client.xadd(key, encode_event(payload), maxlen=maxlen, approximate=True)  # type: ignore[arg-type]
-    return _text(entry_id)
-
-
 # Typed reads. redis-py's reply types are unions of every possible shape; with
 # ``decode_responses=True`` (shared.redis_client) an entry is ``(id, {field: value})``.
 RawEntry = tuple[str, dict[str, str]]
@@ -127,13 +113,3 @@ async def xrevrange(
     client: aredis.Redis, key: str, end: str = "+", start: str = "-", *, count: int
 ) -> list[RawEntry]:
     return _entries(await client.xrevrange(key, end, start, count=count))
-
-
-async def xread(
-    client: aredis.Redis, key: str, after: str, *, count: int, block_ms: int
-) -> list[RawEntry]:
-    """One stream's entries after ``after`` (never ``$`` past the first call: LESSONS.md)."""
-    reply = await client.xread({key: after}, count=count, block=block_ms)
-    if not reply:
-        return []
-    return _entries(cast(list[tuple[str, object]], reply)[0][1])

@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-from shared.messages import ChatKind, ChatMessage, ContactCard, Media, MessageType
+from shared.messages import ChatKind, ChatMessage, ContactCard, Media, MessageType, valid_unicode
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +46,9 @@ APP_FILE, APP_IMAGE = 6, 8
 NOT_MESSAGES: Final = frozenset({STATUS_NOTIFY})
 
 ID_MAX: Final = 64
+INT_DIGITS_MAX: Final = 30
+# The last second of 9999 (UTC): later times are no date a browser or datetime can show.
+CREATE_TIME_MAX: Final = 253_402_300_799
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,8 +86,8 @@ def unspan(text: str) -> str:
 def wire_text(value: object) -> str:
     """A field exactly as WeChat sent it: emoji spans, ``<br/>`` and HTML escaping undone."""
     if not isinstance(value, str):
-        return "" if value is None else str(value)
-    return html.unescape(unspan(value).replace("<br/>", "\n"))
+        return "" if value is None else valid_unicode(str(value))
+    return valid_unicode(html.unescape(unspan(value).replace("<br/>", "\n")))
 
 
 def name_text(value: object) -> str:
@@ -97,8 +100,12 @@ def _int(value: object) -> int | None:
         return None
     if isinstance(value, int):
         return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+    if isinstance(value, str):
+        text = value.strip()
+        # str.isdigit() also accepts "²" and other digits int() refuses, and int() refuses
+        # strings of more than 4300 digits: either would make normalize raise.
+        if text.isascii() and text.isdigit() and len(text) <= INT_DIGITS_MAX:
+            return int(text)
     return None
 
 
@@ -108,10 +115,17 @@ def _attr(xml: str, name: str) -> str | None:
 
 
 def _element(xml: str, name: str) -> str | None:
-    match = re.search(rf"<{name}>(.*?)</{name}>", xml, re.DOTALL)
-    if not match:
+    # str.find, not a lazy regex: ``<name>(.*?)</name>`` retries from every opening tag, so
+    # a body of unclosed tags took quadratic time (2 MB of "<title>": hours, the pump stuck).
+    # The first opening tag with the first closing tag after it is the regex's match.
+    start = xml.find(f"<{name}>")
+    if start < 0:
         return None
-    body = match.group(1)
+    start += len(name) + 2
+    end = xml.find(f"</{name}>", start)
+    if end < 0:
+        return None
+    body = xml[start:end]
     cdata = re.fullmatch(r"\s*<!\[CDATA\[(.*)\]\]>\s*", body, re.DOTALL)
     return cdata.group(1) if cdata else wire_text(body)
 
@@ -132,8 +146,9 @@ def message_id(msg: Mapping[str, Any]) -> str:
 
 
 def _created_at(msg: Mapping[str, Any]) -> int:
+    """CreateTime, or the time of receipt when it is missing or no date at all."""
     value = _int(msg.get("CreateTime"))
-    return value if value is not None and value > 0 else int(time.time())
+    return value if value is not None and 0 < value <= CREATE_TIME_MAX else int(time.time())
 
 
 def _opposite(msg: Mapping[str, Any], me: Me) -> str:
@@ -284,6 +299,51 @@ def is_message(msg: Mapping[str, Any]) -> bool:
     return _int(msg.get("MsgType")) not in NOT_MESSAGES
 
 
+def is_raw_message(entry: Mapping[str, Any]) -> bool:
+    """An ``AddMsgList`` entry is a message, typed or not, unless it is a status sync."""
+    return _int(entry.get("MsgType")) not in NOT_MESSAGES
+
+
+# A group body after itchat decoded it: the "@sender:<br/>" prefix reads "@sender:\n".
+_DECODED_PREFIX: Final = re.compile(r"(@[0-9a-zA-Z]+):\n(.*)", re.DOTALL)
+
+
+def _member_name(room: Mapping[str, Any], user_name: str) -> str | None:
+    members = room.get("MemberList")
+    for member in members if isinstance(members, list) else []:
+        if isinstance(member, Mapping) and member.get("UserName") == user_name:
+            return name_text(member.get("DisplayName") or member.get("NickName")) or None
+    return None
+
+
+def _unguess_group_sender(msg: Mapping[str, Any], me: Me) -> Mapping[str, Any]:
+    """Undo itchat's guess for an incoming group message it could not split.
+
+    itchat's pattern knows only lowercase sender names (``@[0-9a-z]*``); for any other
+    incoming group message it names the account itself as the sender and leaves the prefix
+    in the body. Split the body here when it starts with a prefix, else the sender is unknown.
+    (An incoming group message whose prefix names the account looks the same once itchat
+    split it; its sender is unknown too — never a stranger's message attributed to us.)
+    """
+    sender = str(msg.get("FromUserName", ""))
+    if (
+        msg.get("ActualUserName") != me.user_name
+        or sender == me.user_name
+        or not sender.startswith("@@")
+    ):
+        return msg
+    fixed = dict(msg)
+    content = msg.get("Content")
+    split = _DECODED_PREFIX.fullmatch(content) if isinstance(content, str) else None
+    if split is None:
+        fixed["ActualUserName"] = fixed["ActualNickName"] = None
+    else:
+        fixed["ActualUserName"], fixed["Content"] = split.group(1), split.group(2)
+        fixed["ActualNickName"] = _member_name(_user(msg), split.group(1))
+    fixed["IsAt"] = False
+    return fixed
+
+
 def normalize(msg: Mapping[str, Any], me: Me) -> ChatMessage:
     """The ChatMessage for one itchat message; type ``other`` if it cannot be understood."""
     try:
@@ -302,6 +362,7 @@ def normalize(msg: Mapping[str, Any], me: Me) -> ChatMessage:
 
 
 def _normalize(msg: Mapping[str, Any], me: Me) -> ChatMessage:
+    msg = _unguess_group_sender(msg, me)
     msg_type = _int(msg.get("MsgType"))
     chat_id = _opposite(msg, me)
     chat = _chat_kind(msg, me, chat_id, msg_type)

@@ -17,7 +17,14 @@ from typing import Any, Final
 
 from services.login import metrics
 from services.login.media import MediaSaver
-from services.login.normalize import Me, from_raw, is_message, message_id, normalize
+from services.login.normalize import (
+    Me,
+    from_raw,
+    is_message,
+    is_raw_message,
+    message_id,
+    normalize,
+)
 from services.login.publisher import Fenced, Publisher, with_retry
 from shared.messages import ChatMessage
 
@@ -102,7 +109,7 @@ class MessagePump(threading.Thread):
         """Store, from the raw entries, what itchat received but never delivered."""
         seen, self._seen = self._seen, set()
         for entry in batch:
-            if message_id(entry) in seen or not is_message(entry):
+            if message_id(entry) in seen or not is_raw_message(entry):
                 continue
             message = from_raw(entry, me, self.contact)
             log.error(

@@ -1,4 +1,4 @@
-"""What the login service adds to itchat's HTTP session (``core.s``), without patching itchat.
+r"""What the login service adds to itchat's HTTP session (``core.s``), without patching itchat.
 
 * :class:`WireWatch` is a ``requests`` response hook. It keeps what itchat reads and throws
   away: the avatar data URL of the 201 "scanned" answer, the synccheck ``retcode`` that ends
@@ -6,6 +6,11 @@
   raw ``AddMsgList`` of each webwxsync — so that a batch itchat fails to process (its
   ``produce_msg`` raises on malformed entries and the whole batch is gone) can still be
   stored from the raw entries.
+  It also withholds from itchat the few entries that would hang it: itchat runs lazy regexes
+  over the whole body of some message types (``(.+?\(.+?\))`` for a location,
+  ``\[CDATA\[(.+?)\]`` for recalls and app type 2000), which take quadratic time while
+  holding the GIL — a 2 MB body froze the whole process (lease, ops server, pump) for hours.
+  Such an entry is cut from the answer itchat parses and stored from the raw entry.
 * :class:`GatedAdapter` is a transport adapter mounted on the session. Before every request
   it asks a gate whether this process may still talk to WeChat (the attempt was not
   cancelled, the lease is still ours); and it gives every request a timeout, because itchat
@@ -14,6 +19,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import re
 import threading
 import time
@@ -31,6 +38,24 @@ _RET: Final = re.compile(r"<ret>(-?\d+)</ret>")
 _MESSAGE: Final = re.compile(r"<message>(.*?)</message>", re.DOTALL)
 
 MAX_AVATAR_CHARS: Final = 512 * 1024
+# Longest body itchat may run its quadratic regexes over: about 0.4 s of a frozen process.
+ITCHAT_REGEX_MAX_CHARS: Final = 8 * 1024
+
+log = logging.getLogger(__name__)
+
+
+def hangs_itchat(entry: dict[str, Any]) -> bool:
+    """True for an entry whose body is too long for itchat's regexes (see the module doc)."""
+    content = entry.get("Content")
+    if not isinstance(content, str) or len(content) <= ITCHAT_REGEX_MAX_CHARS:
+        return False
+    # The same comparisons as itchat's produce_msg, so exactly the branches that run them.
+    msg_type = entry.get("MsgType")
+    return (
+        (msg_type == 1 and bool(entry.get("Url")))
+        or msg_type == 10002
+        or (msg_type == 49 and entry.get("AppMsgType") == 2000)
+    )
 
 
 class GateClosed(requests.exceptions.ConnectionError):
@@ -92,13 +117,22 @@ class WireWatch:
 
     def _sync(self, response: requests.Response) -> None:
         try:
-            added = response.json().get("AddMsgList")
+            answer = response.json()
+            added = answer.get("AddMsgList")
         except (ValueError, AttributeError):
             return
-        if isinstance(added, list):
-            entries = [entry for entry in added if isinstance(entry, dict)]
-            with self._lock:
-                self.open_batch.extend(entries)
+        if not isinstance(added, list):
+            return
+        entries = [entry for entry in added if isinstance(entry, dict)]
+        with self._lock:
+            self.open_batch.extend(entries)
+        kept = [entry for entry in added if not (isinstance(entry, dict) and hangs_itchat(entry))]
+        if len(kept) < len(added):
+            # itchat reads the body as UTF-8 JSON (r.content); the raw entries in the batch
+            # still hold the withheld ones, so the pump stores them.
+            answer["AddMsgList"], answer["AddMsgCount"] = kept, len(kept)
+            response._content = json.dumps(answer).encode("ascii")
+            log.warning("entries_withheld_from_itchat", extra={"count": len(added) - len(kept)})
 
     def close_batch(self) -> list[dict[str, Any]]:
         """The raw entries received since the last call (itchat has processed them by now)."""

@@ -150,6 +150,7 @@ class Worker:
         self.errors = {}
         sem = asyncio.Semaphore(self.opts.storm_concurrency)
         t0 = time.time()
+        deadline = time.monotonic() + wait_s
 
         async def again(prev: SseClient) -> SseClient | None:
             resume = prev.order.top + 1
@@ -158,10 +159,13 @@ class Worker:
                 client.caught_up_at = time.time()
             return client
 
-        opened = await asyncio.gather(*(again(c) for c in old))
-        self.clients = [c for c in opened if c is not None]
+        tasks = [asyncio.create_task(again(c)) for c in old]
+        done, pending = await asyncio.wait(tasks, timeout=wait_s)
+        for t in pending:  # still not connected when the storm's time is up: failed
+            t.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        self.clients = [c for t in done if (c := t.result()) is not None]
         connected_at = time.time() - t0
-        deadline = time.monotonic() + wait_s
         # Polled: one check of N flags every 10 ms costs less than N events.
         while time.monotonic() < deadline:
             if all(c.caught_up_at for c in self.clients):
@@ -178,7 +182,17 @@ class Worker:
         )
         return result
 
+    async def _orphan_watch(self) -> None:
+        """Exit when the run that started this worker is gone (killed mid-way)."""
+        parent = os.getppid()
+        while True:
+            await asyncio.sleep(1.0)
+            if os.getppid() != parent:
+                os._exit(3)
+
     async def serve(self) -> None:
+        watch = asyncio.create_task(self._orphan_watch())
+        watch.add_done_callback(lambda t: None)
         reader = asyncio.StreamReader()
         await self.loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
         emit(await self.connect(self.opts.clients, self.opts.first_seq))

@@ -3,6 +3,7 @@
     python -m bench.profile cpu    [--clients 5000] [--rate 10] [--seconds 10]
     python -m bench.profile memory [--clients 5000]
     python -m bench.profile connect [--clients 10000] [--seconds 10]
+    python -m bench.profile replay [--behind 300000] [--seconds 3]
 
 ``cpu`` samples the gateway with py-spy (from the peers' virtualenv) while N clients get
 events at the given rate, and prints the hottest functions (own time and inclusive).
@@ -76,6 +77,31 @@ async def connect(bench: Bench, clients: int, seconds: float) -> None:
         t0 = time.monotonic()
         async with bench.swarm(srv, clients) as (_, ready):
             print(f"{ready.total('connected')} streams open in {time.monotonic() - t0:.1f} s")
+        _, err = await spy.communicate()
+    if spy.returncode != 0:
+        raise SystemExit(f"py-spy failed: {err.decode()[-500:]}")
+    print(f"raw stacks: {out}\n")
+    print(summarize_collapsed(out))
+
+
+async def replay(bench: Bench, behind: int, seconds: float) -> None:
+    """Profile the gateway while one client replays ``behind`` events from Redis."""
+    out = RAW / f"profile-replay-{behind}.txt"
+    async with bench.server("wxstream") as srv:
+        producer = Producer(bench.client, KEY, "stream")
+        filled = await producer.prefill(behind + 1)
+        await asyncio.sleep(1.5)
+        spy = await asyncio.create_subprocess_exec(
+            *_pyspy(srv.pid, seconds, out),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with bench.swarm(
+            srv, 1, first_seq=filled.first_seq + 1, workers=1, last_id=filled.first_id
+        ) as (swarm, ready):
+            merged = await swarm.expect(filled.last_seq, 300.0)
+            took = merged.last_recv() - ready.t0()
+            print(f"{merged.total('received')} entries in {took:.2f} s")
         _, err = await spy.communicate()
     if spy.returncode != 0:
         raise SystemExit(f"py-spy failed: {err.decode()[-500:]}")
@@ -176,7 +202,8 @@ def _wait_ready(srv: Server, secret: str) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
-    p.add_argument("what", choices=["cpu", "memory", "connect"])
+    p.add_argument("what", choices=["cpu", "memory", "connect", "replay"])
+    p.add_argument("--behind", type=int, default=300_000)
     p.add_argument("--clients", type=int, default=5000)
     p.add_argument("--rate", type=float, default=10.0)
     p.add_argument("--seconds", type=float, default=10.0)
@@ -193,6 +220,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             if opts.what == "cpu":
                 await cpu(bench, opts.clients, opts.rate, opts.seconds)
+            elif opts.what == "replay":
+                await replay(bench, opts.behind, opts.seconds)
             elif opts.what == "connect":
                 await connect(bench, opts.clients, opts.seconds)
             else:

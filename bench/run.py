@@ -245,6 +245,12 @@ async def run(opts: Options) -> dict[str, Any]:
     return results
 
 
+def checkpoint(results: dict[str, Any]) -> None:
+    """Keep what is measured so far: an interrupted run still leaves its data."""
+    RAW.mkdir(parents=True, exist_ok=True)
+    (RAW / "partial.json").write_text(json.dumps(results, indent=1, default=str))
+
+
 async def _scenarios(opts: Options, bench: Bench, results: dict[str, Any]) -> None:
     kinds = opts.servers
     streams = [k for k in kinds if k != "flask-sse"]  # Flask-SSE keeps no history to resume
@@ -259,6 +265,7 @@ async def _scenarios(opts: Options, bench: Bench, results: dict[str, Any]) -> No
                 lambda k, n=n: fanout(bench, k, n, opts.rate, opts.seconds),  # type: ignore[misc]
             )
             results["fanout"].append({"clients": n, "rate": opts.rate, "runs": runs})
+            checkpoint(results)
     if "hot" in opts.scenarios:
         results["hot"] = []
         for n, rate in opts.hot:
@@ -269,6 +276,7 @@ async def _scenarios(opts: Options, bench: Bench, results: dict[str, Any]) -> No
                 lambda k, n=n, rate=rate: fanout(bench, k, n, rate, opts.seconds),  # type: ignore[misc]
             )
             results["hot"].append({"clients": n, "rate": rate, "runs": runs})
+            checkpoint(results)
     if "idle" in opts.scenarios:
         results["idle"] = await repeated(
             "idle streams",
@@ -278,6 +286,7 @@ async def _scenarios(opts: Options, bench: Bench, results: dict[str, Any]) -> No
                 bench, k, opts.idle_clients if k == "wxstream" else opts.idle_peer_clients
             ),
         )
+        checkpoint(results)
     if "saturation" in opts.scenarios:
         results["saturation"] = await repeated(
             f"saturation {opts.sat_clients} clients",
@@ -287,6 +296,7 @@ async def _scenarios(opts: Options, bench: Bench, results: dict[str, Any]) -> No
                 bench, k, opts.sat_clients, opts.sat_rates, opts.sat_seconds, opts.sat_p99_ms
             ),
         )
+        checkpoint(results)
     if "storm" in opts.scenarios:
         results["storm"] = await repeated(
             f"reconnect storm {opts.storm_clients} clients",
@@ -296,6 +306,7 @@ async def _scenarios(opts: Options, bench: Bench, results: dict[str, Any]) -> No
                 bench, k, opts.storm_clients, opts.storm_back, opts.rate, opts.storm_timeout
             ),
         )
+        checkpoint(results)
     if "replay" in opts.scenarios:
         results["replay"] = await repeated(
             f"replay {opts.replay_behind} behind",
@@ -303,6 +314,7 @@ async def _scenarios(opts: Options, bench: Bench, results: dict[str, Any]) -> No
             opts.repeats,
             lambda k: replay(bench, k, opts.replay_behind),
         )
+        checkpoint(results)
     if "badge" in opts.scenarios and "wxstream" in kinds:
         log("message to badge (simulator -> login -> notifier -> gateway)")
         results["badge"] = await badge.measure(bench, opts.badge_messages, opts.repeats)

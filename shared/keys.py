@@ -36,6 +36,10 @@ class Keys:
         """Commands from the dashboard to the workers (logout, relogin, mark read)."""
         return f"{self.prefix}:commands"
 
+    def message_seen(self, message_id: str) -> str:
+        """Set when a received message is stored, so a retried store writes nothing."""
+        return f"{self.prefix}:msg:{message_id}"
+
     @property
     def dead_letters(self) -> str:
         """Entries a consumer could not understand, kept for a human to look at."""

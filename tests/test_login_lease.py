@@ -220,3 +220,22 @@ def test_keeper_gives_the_lease_up_locally_when_redis_stays_unreachable() -> Non
     finally:
         keeper.stop()
         keeper.join(2)
+
+
+def test_a_message_stored_twice_is_written_once(client: redis.Redis, keys: Keys) -> None:
+    """A retried store (its first reply lost to a timeout) or a redelivery by WeChat: the
+    second store writes nothing, so the notifier never sees it straddle a mark-read."""
+    lease, state = _holder(client, keys, "a")
+    value = lease.acquire()
+    assert value is not None
+    state.set(Held(value, time.monotonic() + 60))
+    publisher = _publisher(client, keys, state)
+    assert len(publisher.message(_message(7))) == 2
+    assert publisher.message(_message(7)) == []
+    assert len(publisher.message(_message(8))) == 2
+    stored = [
+        ChatMessage.model_validate_json(f["data"]).id for _, f in _entries(client, keys.messages)
+    ]
+    assert stored == ["7", "8"]
+    events = [f for _, f in _entries(client, keys.events) if f["event"] == "message"]
+    assert len(events) == 2

@@ -58,6 +58,10 @@ class DeadLetter(BaseModel):
     fields: dict[str, str]
 
 
+# Commands pending this long in the group are claimed again by the lease holder.
+ORPHAN_IDLE_SECONDS = 30.0
+
+
 class CommandConsumer(threading.Thread):
     def __init__(
         self,
@@ -88,6 +92,7 @@ class CommandConsumer(threading.Thread):
 
     def run(self) -> None:
         claimed_for: str | None = None
+        last_sweep = time.monotonic()
         while not self._halt.is_set():
             value = self.lease.value()
             if value is None:
@@ -99,6 +104,11 @@ class CommandConsumer(threading.Thread):
                 if claimed_for != value:
                     self._claim_orphans()
                     claimed_for = value
+                elif time.monotonic() - last_sweep >= ORPHAN_IDLE_SECONDS:
+                    # A command read but never acknowledged (say the driver saw it before it
+                    # knew it held the lease) is picked up again while we keep the lease.
+                    self._claim_orphans(min_idle_ms=int(ORPHAN_IDLE_SECONDS * 1000))
+                    last_sweep = time.monotonic()
                 reply = self.client.xreadgroup(
                     GROUP, self.consumer, {self.keys.commands: ">"}, count=16, block=BLOCK_MS
                 )
@@ -128,11 +138,16 @@ class CommandConsumer(threading.Thread):
                 raise
         self._group_ready = True
 
-    def _claim_orphans(self) -> None:
+    def _claim_orphans(self, min_idle_ms: int = 0) -> None:
         start = "0-0"
         while True:
             reply: Sequence[Any] = self.client.xautoclaim(
-                self.keys.commands, GROUP, self.consumer, min_idle_time=0, start_id=start, count=100
+                self.keys.commands,
+                GROUP,
+                self.consumer,
+                min_idle_time=min_idle_ms,
+                start_id=start,
+                count=100,
             )
             # Redis 6.2 answers [next, entries]; 7.x adds the ids of deleted entries.
             next_id, entries = reply[0], reply[1]

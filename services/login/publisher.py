@@ -41,6 +41,25 @@ return ids
 """
 
 
+# A received message, stored at most once: KEYS[1] the lease, KEYS[2] the message's dedupe
+# key, KEYS[3] messages, KEYS[4] events; ARGV as above plus ARGV[7] the dedupe key's TTL.
+# A retried publish (a reply lost to a timeout, a reconnect that re-sent the script) finds
+# the dedupe key and writes nothing a second time.
+MESSAGE_LUA = f"""
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
+if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[7]) then return {{}} end
+local ids = {{}}
+for i = 3, 4 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[i + 2], '*',
+    '{FIELD_EVENT}', ARGV[2], '{FIELD_DATA}', ARGV[3], '{FIELD_TS}', ARGV[4])
+end
+return ids
+"""
+
+# How long a message id is remembered: far longer than any retry or redelivery takes.
+DEDUPE_SECONDS = 7 * 24 * 3600
+
+
 class Fenced(Exception):
     """This process does not hold the lease (any more): nothing was written."""
 
@@ -62,6 +81,7 @@ class Publisher:
         self.messages_maxlen = messages_maxlen
         self.dead_letters_maxlen = dead_letters_maxlen
         self._script = client.register_script(PUBLISH_LUA)
+        self._message_script = client.register_script(MESSAGE_LUA)
 
     def append(
         self, streams: Sequence[tuple[str, int]], name: str, payload: BaseModel
@@ -98,14 +118,39 @@ class Publisher:
         ]
 
     def message(self, message: ChatMessage) -> list[str]:
-        return self.append(
-            [
-                (self.keys.messages, self.messages_maxlen),
-                (self.keys.events, self.events_maxlen),
-            ],
-            event_name(message),
-            message,
-        )
+        """Store a received message (messages stream + ``message`` event) once; an empty
+        list when this message id was stored already."""
+        value = self.lease.value()
+        if value is None:
+            metrics.FENCED.inc()
+            raise Fenced("the lease is not held (locally expired or lost)")
+        fields = encode(event_name(message), message)
+        try:
+            ids = self._message_script(
+                keys=[
+                    self.keys.login_lease,
+                    self.keys.message_seen(message.id),
+                    self.keys.messages,
+                    self.keys.events,
+                ],
+                args=[
+                    value,
+                    fields[FIELD_EVENT],
+                    fields[FIELD_DATA],
+                    fields[FIELD_TS],
+                    self.messages_maxlen,
+                    self.events_maxlen,
+                    DEDUPE_SECONDS,
+                ],
+            )
+        except redis.RedisError:
+            REDIS_UP.set(0)
+            raise
+        REDIS_UP.set(1)
+        if ids is None:
+            metrics.FENCED.inc()
+            raise Fenced("the lease in Redis holds another owner's token")
+        return [str(i) for i in ids]
 
     def dead_letter(self, name: str, payload: BaseModel) -> str:
         return self.append([(self.keys.dead_letters, self.dead_letters_maxlen)], name, payload)[0]

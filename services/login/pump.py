@@ -125,6 +125,11 @@ class MessagePump(threading.Thread):
         )  # fmt: skip
         if ids is None:
             return
+        if not ids:
+            # Stored already (a retried store whose first try landed, or WeChat delivering
+            # the same message again): written once, counted once.
+            log.info("message_already_stored", extra={"msg_id": message.id})
+            return
         metrics.MESSAGES.labels(type=message.type).inc()
         log.info(
             "message_stored",

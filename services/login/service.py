@@ -103,6 +103,7 @@ class LoginService:
             # Holding the lease or standing by for it: either way the keeper is at work.
             "lease": self.keeper.is_alive(),
             "driver": self.driver.is_alive(),
+            "commands": self.commands.is_alive(),
         }
 
     async def run(self) -> None:

@@ -19,12 +19,13 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import redis
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import ValidationError
 
 from services.login import metrics
 from services.login.lease import LeaseState
 from services.login.publisher import Fenced, Publisher
 from shared.commands import COMMAND_NAMES, LOGIN_COMMANDS, Command
+from shared.dead_letters import DEAD_LETTER, DeadLetter
 from shared.keys import Keys
 from shared.metrics import REDIS_UP
 from shared.streams import MalformedEntry, decode, now_ms
@@ -44,18 +45,6 @@ class CommandIn:
     entry_id: str
     command: Command
     ack: Callable[[], None]
-
-
-class DeadLetter(BaseModel):
-    """An entry a consumer could not understand, kept on ``<ns>:dead`` for a human."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    stream: str
-    entry_id: str
-    group: str
-    reason: str
-    fields: dict[str, str]
 
 
 # Commands pending this long in the group are claimed again by the lease holder.
@@ -210,14 +199,14 @@ class CommandConsumer(threading.Thread):
         log.warning("command_rejected", extra={"entry": entry_id, "reason": reason})
         metrics.COMMANDS.labels(outcome="rejected").inc()
         letter = DeadLetter(
-            stream=self.keys.commands,
-            entry_id=entry_id,
+            source=self.keys.commands,
+            id=entry_id,
             group=GROUP,
             reason=reason,
             fields={str(k)[:100]: str(v)[:MAX_FIELD_CHARS] for k, v in fields.items()},
         )
         try:
-            self.publisher.dead_letter("dead_letter", letter)
+            self.publisher.dead_letter(DEAD_LETTER, letter)
         except (Fenced, redis.RedisError) as exc:
             log.warning(
                 "dead_letter_failed", extra={"entry": entry_id, "error": type(exc).__name__}

@@ -11,27 +11,15 @@ from __future__ import annotations
 from typing import Final
 
 import redis.asyncio as aredis
-from pydantic import BaseModel, ConfigDict
 
+from shared.dead_letters import DEAD_LETTER, DeadLetter
 from shared.streams import encode
-
-DEAD_LETTER: Final = "dead_letter"
 
 # KEYS: source stream, dead-letter stream. ARGV: group, entry id, maxlen, then field/value*
 _DEAD_LETTER: Final = """
 if redis.call('XACK', KEYS[1], ARGV[1], ARGV[2]) == 0 then return '' end
 return redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*', unpack(ARGV, 4))
 """
-
-
-class DeadLetter(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    source: str  # the stream key the entry was read from
-    id: str  # its entry id there
-    group: str  # the consumer group that gave up on it
-    reason: str
-    fields: dict[str, str]  # the entry as it was
 
 
 class DeadLetters:

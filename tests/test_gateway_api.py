@@ -240,3 +240,24 @@ def test_readyz_and_metrics_are_served_on_the_ops_port(gateway: GatewayProc) -> 
     assert "wxstream_gateway_reader_up 1.0" in text
     # /metrics is not on the public port, which the Ingress exposes.
     assert httpx.get(f"{gateway.url}/metrics").status_code in (401, 404)
+
+
+def test_cors_is_closed_unless_configured_and_then_covers_the_stream(
+    gateway_factory: GatewayFactory,
+) -> None:
+    closed = gateway_factory()
+    origin = "https://app.example"
+    headers = {**closed.auth(), "Origin": origin}
+    with httpx.stream("GET", f"{closed.url}/stream", headers=headers) as resp:
+        assert resp.status_code == 200
+        assert "access-control-allow-origin" not in resp.headers
+    opened = gateway_factory(cors_origins=f'["{origin}"]')
+    headers = {**opened.auth(), "Origin": origin}
+    with httpx.stream("GET", f"{opened.url}/stream", headers=headers) as resp:
+        assert resp.headers["access-control-allow-origin"] == origin
+        assert resp.headers["access-control-allow-credentials"] == "true"
+    api = httpx.get(f"{opened.url}/api/state", headers=headers)
+    assert api.headers["access-control-allow-origin"] == origin
+    other = {**opened.auth(), "Origin": "https://evil.example"}
+    with httpx.stream("GET", f"{opened.url}/stream", headers=other) as resp:
+        assert "access-control-allow-origin" not in resp.headers

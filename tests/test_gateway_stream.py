@@ -124,9 +124,10 @@ async def test_resume_in_the_tail_but_too_far_behind_replays_from_redis(
 async def test_resume_while_events_keep_coming_has_no_gap_and_no_duplicate(
     gateway_factory: GatewayFactory, rclient: redis.Redis, keys: Keys
 ) -> None:
-    """History read from Redis while the live tail moves on: joined exactly once."""
-    gw = gateway_factory(tail_size="10", replay_page="3")
-    produced = produce(rclient, keys, 60)
+    """History read from Redis while the live tail moves on: joined exactly once. (The tail
+    is large enough that the client is not cut off for falling behind meanwhile.)"""
+    gw = gateway_factory(tail_size="100", replay_page="3")
+    produced = produce(rclient, keys, 300)
     stop = asyncio.Event()
 
     async def producer() -> None:
@@ -137,10 +138,11 @@ async def test_resume_while_events_keep_coming_has_no_gap_and_no_duplicate(
             await asyncio.sleep(0.002)
 
     prod = asyncio.create_task(producer())
-    got = await collect(gw, 250, last_event_id=produced[0])
+    got = await collect(gw, 500, last_event_id=produced[0])
     stop.set()
     await prod
-    assert ids(got) == produced[1:251]
+    assert gw.metric("wxstream_gateway_resumes_total", 'source="redis"') == 1
+    assert ids(got) == produced[1:501]
 
 
 async def test_resume_after_trim_sends_reset_then_state(

@@ -16,7 +16,7 @@ import uvicorn
 from shared import log as wxlog
 from shared.ops_server import EmbeddedServer, ops_server
 
-from .app import create_app
+from .app import create_app, serving_app
 from .deps import Gateway
 from .settings import GatewaySettings
 
@@ -40,7 +40,7 @@ async def serve(settings: GatewaySettings) -> None:
     gateway: Gateway = app.state.gateway
     http = EmbeddedServer(
         uvicorn.Config(
-            app,
+            serving_app(app),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,

@@ -22,6 +22,7 @@ from shared.redis_client import async_client
 from . import api
 from .auth import Authenticator, SignInLimiter
 from .deps import Gateway, require_session
+from .front import Front
 from .hub import Hub
 from .limits import SizeLimits
 from .settings import GatewaySettings
@@ -117,6 +118,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         app.router.routes.append(route)
     # The hub's blocking XREAD has its connection to itself; replays share the API's pool.
     stream = StreamEndpoint(gateway.hub, gateway.redis, gateway.auth, settings)
+    app.state.stream = stream
     app.router.routes.append(Route("/stream", stream, methods=["GET"], name="stream"))
     app.include_router(api.router)
 
@@ -140,3 +142,10 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     if STATIC.is_dir():
         app.mount("/", StaticFiles(directory=STATIC, html=True), name="dashboard")
     return app
+
+
+def serving_app(app: FastAPI) -> Front:
+    """What uvicorn serves: the app behind the front that takes ``/stream`` directly. The
+    stream's route stays in the app too, so the route table is complete."""
+    gateway: Gateway = app.state.gateway
+    return Front(app, app.state.stream, gateway.settings.cors_origins)

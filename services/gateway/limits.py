@@ -35,6 +35,14 @@ async def _refuse(send: Any, status: int, error: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+def header_bytes(scope: Scope) -> int:
+    return sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+
+
+async def refuse_large_headers(send: Any, limit: int = MAX_HEADER_BYTES) -> None:
+    await _refuse(send, 431, f"request headers too large (max {limit} bytes)")
+
+
 class SizeLimits:
     """ASGI middleware: header block and body size caps."""
 

@@ -30,16 +30,15 @@ from bench.stats import percentile
 from shared.local_redis import free_port
 from tools.wechat_sim import SimClient
 
-REPO = Path(__file__).resolve().parent.parent
 SPACING_S = 0.4  # between messages: more than the notifier's coalescing window
 
 
-def _ready() -> str | None:
+def _ready(code_dir: Path) -> str | None:
     """Why the pipeline cannot run, or None when its services are importable."""
     for module in ("services.login.__main__", "services.notifier.__main__"):
         out = subprocess.run(
             [sys.executable, "-c", f"import {module}"],
-            cwd=REPO,
+            cwd=code_dir,
             capture_output=True,
             text=True,
             check=False,
@@ -53,12 +52,14 @@ def _ready() -> str | None:
 class Proc:
     """A service process of the pipeline, stopped by pid (its own session)."""
 
-    def __init__(self, name: str, args: list[str], env: dict[str, str], log_dir: Path) -> None:
+    def __init__(
+        self, name: str, args: list[str], env: dict[str, str], log_dir: Path, code_dir: Path
+    ) -> None:
         log_dir.mkdir(parents=True, exist_ok=True)
         with (log_dir / f"{name}.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 args,
-                cwd=REPO,
+                cwd=code_dir,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -137,7 +138,9 @@ async def pipeline(bench: Bench, session_dir: Path) -> AsyncIterator[tuple[Serve
     base = f"http://127.0.0.1:{sim_port}"
     common = {"WX_REDIS_URL": bench.redis_url, "WX_ACCOUNT": ACCOUNT, "WX_LOG_LEVEL": "WARNING"}
     procs: list[Proc] = []
-    srv = Server("wxstream", bench.redis_url, bench.log_dir, env=bench.gateway_env)
+    srv = Server(
+        "wxstream", bench.redis_url, bench.log_dir, env=bench.gateway_env, code_dir=bench.code_dir
+    )
     phone: SimClient | None = None
     try:
         sim = Proc(
@@ -153,6 +156,7 @@ async def pipeline(bench: Bench, session_dir: Path) -> AsyncIterator[tuple[Serve
             ],
             {},
             bench.log_dir,
+            bench.code_dir,
         )
         procs.append(sim)
         await asyncio.to_thread(_wait_http, base + "/", sim, 20)
@@ -164,6 +168,7 @@ async def pipeline(bench: Bench, session_dir: Path) -> AsyncIterator[tuple[Serve
                     [sys.executable, "-m", f"services.{name}"],
                     {**env, "WX_OPS_PORT": str(free_port())},
                     bench.log_dir,
+                    bench.code_dir,
                 )
             )
         await asyncio.to_thread(srv.start)
@@ -184,7 +189,7 @@ async def pipeline(bench: Bench, session_dir: Path) -> AsyncIterator[tuple[Serve
 
 
 async def measure(bench: Bench, messages: int, repeats: int) -> Result:
-    why = _ready()
+    why = _ready(bench.code_dir)
     if why is not None:
         return {"status": f"not measured: {why}"}
     samples: list[float] = []

@@ -404,6 +404,20 @@ def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | Non
     lines += table(
         ["package", "version"], [[k, str(v)] for k, v in meta.get("versions", {}).items()]
     )
+    for when in ("code_at_start", "code_at_end"):
+        code = meta.get(when)
+        if code:
+            changed = str(code.get("services_changed", "?")).replace("\n", ", ")
+            what = (
+                "Code measured (copied at the start; every server of the run ran from the copy)"
+                if when == "code_at_start"
+                else "Checkout at the end (for reference)"
+            )
+            lines += [
+                "",
+                f"{what}: `{code.get('head', '?')}`; "
+                f"uncommitted changes under services/ and shared/: {changed}.",
+            ]
     lines += [
         "",
         "All on this one machine over loopback: Redis, the server under test (one process), the "

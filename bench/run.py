@@ -13,7 +13,9 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -225,7 +227,9 @@ async def run(opts: Options) -> dict[str, Any]:
         },
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
         "nofile": raise_nofile(),
+        "code_at_start": code_state(),
     }
+    code_dir = snapshot_code()
     redis = LocalRedis(BENCH / "results" / "raw" / "redis")
     redis.start()
     bench = Bench(
@@ -235,6 +239,7 @@ async def run(opts: Options) -> dict[str, Any]:
         drain=opts.drain,
         gateway_env=opts.gateway_env,
         gateway_module=opts.gateway_module,
+        code_dir=code_dir,
     )
     try:
         await _scenarios(opts, bench, results)
@@ -242,7 +247,34 @@ async def run(opts: Options) -> dict[str, Any]:
         await bench.aclose()
         redis.stop()
     results["meta"]["duration_s"] = time.time() - started
+    results["meta"]["code_at_end"] = code_state()
     return results
+
+
+def snapshot_code() -> Path:
+    """Copy services/, shared/ and tools/ as they are now: every server of this run imports
+    this copy, so a colleague's commit mid-run cannot split the run between two versions."""
+    dest = RAW / "code"
+    shutil.rmtree(dest, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ("services", "shared", "tools"):
+        shutil.copytree(BENCH.parent / name, dest / name, ignore=ignore)
+    return dest
+
+
+def code_state() -> dict[str, str]:
+    """Which gateway code was measured: HEAD, and the services/ files that differ from it."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(
+            ["git", *args], cwd=BENCH.parent, capture_output=True, text=True, check=False
+        )
+        return out.stdout.strip()
+
+    return {
+        "head": git("log", "-1", "--format=%h %ci %s")[:120],
+        "services_changed": git("status", "--porcelain", "--", "services", "shared") or "none",
+    }
 
 
 def checkpoint(results: dict[str, Any]) -> None:

@@ -38,6 +38,7 @@ class Bench:
     drain: float = 8.0
     gateway_env: dict[str, str] = field(default_factory=dict)
     gateway_module: str = "services.gateway"
+    code_dir: Path = Path(__file__).resolve().parent.parent
     client: aredis.Redis = field(init=False)
 
     def __post_init__(self) -> None:
@@ -65,6 +66,7 @@ class Bench:
             self.log_dir,
             env={**self.gateway_env, **env},
             module=self.gateway_module,
+            code_dir=self.code_dir,
         )
         await asyncio.to_thread(srv.start)
         try:

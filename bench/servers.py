@@ -50,6 +50,7 @@ class Server:
     headers: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
     module: str = "services.gateway"  # or an experiment (bench.variants)
+    code_dir: Path = REPO  # where services/ and shared/ are imported from (a run's snapshot)
 
     @property
     def label(self) -> str:
@@ -114,7 +115,8 @@ class Server:
         with (self.log_dir / f"{self.kind}.log").open("ab") as log:
             self.proc = subprocess.Popen(
                 cmd,
-                cwd=REPO,
+                # ``python -m`` imports from its working directory first: the run's snapshot.
+                cwd=self.code_dir if self.kind == "wxstream" else REPO,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
                 stdin=subprocess.DEVNULL,
                 stdout=log,

@@ -17,6 +17,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Awaitable, Callable, Sequence
@@ -246,6 +247,7 @@ async def run(opts: Options) -> dict[str, Any]:
     finally:
         await bench.aclose()
         redis.stop()
+        shutil.rmtree(code_dir, ignore_errors=True)
     results["meta"]["duration_s"] = time.time() - started
     results["meta"]["code_at_end"] = code_state()
     return results
@@ -254,8 +256,8 @@ async def run(opts: Options) -> dict[str, Any]:
 def snapshot_code() -> Path:
     """Copy services/, shared/ and tools/ as they are now: every server of this run imports
     this copy, so a colleague's commit mid-run cannot split the run between two versions."""
-    dest = RAW / "code"
-    shutil.rmtree(dest, ignore_errors=True)
+    # Outside the checkout: mypy and ruff must not see a second copy of the packages.
+    dest = Path(tempfile.mkdtemp(prefix="wxstream-bench-code-"))
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for name in ("services", "shared", "tools"):
         shutil.copytree(BENCH.parent / name, dest / name, ignore=ignore)

@@ -21,7 +21,9 @@ FIELD_EVENT: Final = "event"
 FIELD_DATA: Final = "data"
 FIELD_TS: Final = "ts"
 
-_STREAM_ID = re.compile(r"^([0-9]{1,20})-([0-9]{1,20})$")
+# Canonical form only (no leading zeros): the exact ids Redis issues, so "5-00" is not
+# quietly the same entry as "5-0".
+_STREAM_ID = re.compile(r"^(0|[1-9][0-9]{0,19})-(0|[1-9][0-9]{0,19})$")
 MAX_ID_PART: Final = 2**64 - 1
 
 StreamId = tuple[int, int]

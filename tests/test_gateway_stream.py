@@ -175,7 +175,9 @@ async def test_unknown_id_inside_the_tail_resets(
     assert got[0].event == "reset"
 
 
-@pytest.mark.parametrize("bad", ["garbage", "1-2-3", "-1", "1" * 50 + "-0", "١٢٣-0"])
+@pytest.mark.parametrize(
+    "bad", ["garbage", "1-2-3", "-1", "1" * 50 + "-0", "١٢٣-0", "5-00", "01-0"]
+)
 def test_malformed_last_event_id_is_400_json(gateway: GatewayProc, bad: str) -> None:
     resp = httpx.get(f"{gateway.url}/stream", params={"lastEventId": bad}, headers=gateway.auth())
     assert resp.status_code == 400

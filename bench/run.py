@@ -130,7 +130,7 @@ def parse(argv: Sequence[str] | None) -> tuple[Options, Path | None]:
     p.add_argument(
         "--gateway-module",
         default="services.gateway",
-        help="run another gateway entry point (e.g. bench.variants)",
+        help="run another gateway entry point (an experiment module)",
     )
     p.add_argument(
         "--gateway-env",

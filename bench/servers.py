@@ -49,7 +49,7 @@ class Server:
     ops_port: int = 0
     headers: list[str] = field(default_factory=list)
     proc: subprocess.Popen[bytes] | None = None
-    module: str = "services.gateway"  # or an experiment (bench.variants)
+    module: str = "services.gateway"  # or an experiment module
     code_dir: Path = REPO  # where services/ and shared/ are imported from (a run's snapshot)
 
     @property

@@ -31,6 +31,10 @@ async def aclient(redis_url: str) -> AsyncIterator[aredis.Redis]:
     await client.aclose()
 
 
+async def _no_send(message: dict[str, object]) -> None:
+    raise AssertionError("nothing is written in this test")
+
+
 def make_hub(client: aredis.Redis, keys: Keys, tail_size: int = 100) -> Hub:
     return Hub(
         client,
@@ -62,7 +66,7 @@ async def test_resume_on_a_hub_that_has_read_nothing_yet_does_not_repeat_the_ent
     """The hub's tail is empty (just started); the client's id is already in Redis."""
     hub = make_hub(aclient, keys)
     (entry_id,) = produce(rclient, keys, 1)
-    client = Client(addr="test", task=None)
+    client = Client(addr="test", task=None, send=_no_send)
     snap = hub.register(client)
     assert snap.head_sid is None
     planning = asyncio.create_task(

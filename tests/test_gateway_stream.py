@@ -337,6 +337,71 @@ def test_slow_clients_are_cut_off_and_memory_stays_flat(
         sock.close()
 
 
+def dechunk(raw: bytes) -> bytes:
+    """The body of an HTTP/1.1 response with chunked transfer encoding (complete chunks)."""
+    _, _, rest = raw.partition(b"\r\n\r\n")
+    out = bytearray()
+    while rest:
+        size_line, sep, tail = rest.partition(b"\r\n")
+        if not sep:
+            break
+        size = int(size_line, 16)
+        if size == 0 or len(tail) < size + 2:
+            break
+        out += tail[:size]
+        rest = tail[size + 2 :]
+    return bytes(out)
+
+
+async def test_a_client_that_stops_reading_for_a_while_gets_everything_once_others_wait_not(
+    gateway_factory: GatewayFactory, rclient: redis.Redis, keys: Keys
+) -> None:
+    """One client stops reading until its socket is full (the hub's write finds it paused
+    and the client's own task takes over), then reads again: it gets every event exactly
+    once, in order, and is never cut; a client beside it got everything meanwhile."""
+    gw = gateway_factory(max_lag_events="5000", tail_size="10000")
+    (seed,) = produce(rclient, keys, 1)
+    token = gw.token()
+    with socket.socket() as slow:
+        slow.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        slow.connect(("127.0.0.1", gw.port))
+        slow.sendall(
+            f"GET /stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n"
+            f"Last-Event-ID: {seed}\r\n\r\n".encode()
+        )
+        n = 2000
+        fast = asyncio.create_task(collect(gw, n, last_event_id=seed, seconds=60))
+        await asyncio.to_thread(wait_for, lambda: gw.metric("wxstream_gateway_connections") == 2)
+        big = "x" * 4000
+        produced: list[str] = []
+        for _ in range(n // 100):
+            pipe = rclient.pipeline(transaction=False)
+            for i in range(100):
+                pipe.xadd(keys.events, encode_event(ScanQrCode(uuid=f"u{i}", extra=big)))  # type: ignore[arg-type]
+            produced += [str(x) for x in pipe.execute()]
+        got_fast = await fast
+        assert ids(got_fast) == produced
+        assert gw.metric("wxstream_gateway_paused_writes_total") >= 1
+
+        def read_all() -> list[str | None]:
+            raw = b""
+            slow.settimeout(20)
+            marker = f"id: {produced[-1]}\n".encode()
+            seen = False
+            while True:
+                data = slow.recv(1 << 20)
+                assert data, "the slow client's stream ended early"
+                raw += data
+                seen = seen or marker in raw[-len(data) - len(marker) :]
+                if seen:
+                    got = [e.id for e in Parser().feed(dechunk(raw).decode())]
+                    if got and got[-1] == produced[-1]:
+                        return got
+
+        assert await asyncio.to_thread(read_all) == produced
+        assert gw.metric("wxstream_gateway_disconnects_total", 'reason="slow"') == 0
+
+
 def test_caps_answer_429_and_503_with_retry_after(gateway_factory: GatewayFactory) -> None:
     gw = gateway_factory(max_streams_per_client="2", max_streams="3")
     token = gw.token()

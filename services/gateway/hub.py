@@ -1,13 +1,20 @@
-"""The one Redis reader of a gateway process, and the in-memory tail every client reads.
+"""The one Redis reader of a gateway process, the in-memory tail, and the fan-out.
 
 One task reads ``<ns>:events`` with a blocking XREAD (in batches) and appends each entry,
 encoded to SSE bytes once, to a bounded tail. Clients hold nothing but a cursor (a sequence
 number into the tail); when several events are pending for them they get them joined into
 one write, and clients at the same place share the very same bytes object.
 
+A client that has caught up is *parked*: its own task waits only for the disconnect, and the
+reader, after each batch, writes the shared chunk to every parked client itself (``nowait``:
+a write to a socket that is not paused completes at once). No task wakes per client per
+event. A client whose socket is paused leaves the parked set; a task of its own finishes the
+write and catches up from the tail, then parks it again. While the reader writes, Redis
+gathers the next events, so a busy gateway reads (and writes) bigger batches by itself.
+
 The hub also keeps the latest ``login`` and ``notification`` entries (the state a new client
-gets first), notices when Redis lost the stream (a new epoch: clients get ``reset``), wakes
-idle clients for keepalives and cuts off those that fall too far behind.
+gets first), notices when Redis lost the stream (a new epoch: clients get ``reset``), sends
+keepalives to idle clients and cuts off those that fall too far behind.
 """
 
 from __future__ import annotations
@@ -17,7 +24,8 @@ import bisect
 import contextlib
 import logging
 import random
-from collections.abc import Sequence
+import time
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import cast
 
@@ -36,7 +44,8 @@ from shared.streams import (
     xrevrange,
 )
 
-from .sse import frame, relayable
+from .nowait import Message, Send, start_send
+from .sse import KEEPALIVE, control_frame, frame, relayable
 
 log = logging.getLogger("wxstream.gateway.hub")
 
@@ -45,6 +54,8 @@ STATE_EVENTS = ("login", "notification")
 MAX_CHUNK = 256 * 1024
 # Bytes of joined chunks kept for sharing until the next append.
 MAX_CACHE = 16 * 1024 * 1024
+# Parked clients written between two yields to the event loop (accepts, disconnects).
+BROADCAST_SLICE = 1000
 
 
 @dataclass(slots=True)
@@ -63,12 +74,16 @@ class Client:
     """What the hub knows of one open stream."""
 
     addr: str
-    task: asyncio.Task[object] | None
+    task: asyncio.Task[object] | None  # the request's own task
+    send: Send
     cursor: int = 0
     epoch: int = 0
     last_write: float = 0.0
-    closing: str | None = None  # why the stream must end: "drain", "slow", "shutdown"
+    closing: str | None = None  # why the stream must end: "client", "drain", "slow", ...
     close_at: float | None = None
+    live: bool = False  # started: its own task only waits for the disconnect
+    writer: asyncio.Task[None] | None = None  # finishing a write the socket did not take
+    writing: bool = False  # a write is under way: cut now, the response cannot end cleanly
 
 
 @dataclass(slots=True)
@@ -128,8 +143,10 @@ class Hub:
         self.epoch = 0
         self.latest: dict[str, Frame] = {}
         self.last_id = "0-0"
-        self.changed = asyncio.Event()
+        self.changed = asyncio.Event()  # set (and replaced) on every append
         self.clients: set[Client] = set()
+        # Clients at the head whose last write went through: the reader writes to them.
+        self.parked: set[Client] = set()
         self.loaded = asyncio.Event()
         self.reader_up = False
         self.draining = False
@@ -261,6 +278,9 @@ class Hub:
 
     def unregister(self, client: Client) -> None:
         self.clients.discard(client)
+        self.parked.discard(client)
+        if client.writer is not None and client.writer is not asyncio.current_task():
+            client.writer.cancel()
         metrics.CONNECTIONS.set(len(self.clients))
         if not self.clients:
             self._empty.set()
@@ -280,7 +300,6 @@ class Hub:
         now = asyncio.get_running_loop().time()
         for client in self.clients:
             client.close_at = now + random.uniform(0, seconds * 0.8)
-        self._wake()
 
     # -- background work -----------------------------------------------------------------
 
@@ -295,11 +314,13 @@ class Hub:
                 backoff = 0.1
                 if not found:
                     await self._stream_lost()
+                    await self._broadcast()
                     continue
                 if not entries:
                     continue
                 metrics.READER_BATCH.observe(len(entries))
-                self._append(entries)
+                if self._append(entries):
+                    await self._broadcast()
             except asyncio.CancelledError:
                 raise
             except (RedisError, OSError) as exc:
@@ -397,32 +418,183 @@ class Hub:
         await self._load(new_epoch=True)
 
     async def _tick_loop(self) -> None:
-        """Slow-client cut-offs, the drain schedule and keepalive wake-ups: one timer."""
+        """Slow-client cut-offs, the drain schedule and keepalives: one timer."""
         loop = asyncio.get_running_loop()
-        # Idle streams need a comment every keepalive_seconds: waking them three times per
+        # Idle streams need a comment every keepalive_seconds: looking three times per
         # interval is enough (a comment is at most a third late), and costs nothing between.
-        wake_every = self.keepalive_seconds / 3
-        last_wake = loop.time()
+        look_every = self.keepalive_seconds / 3
+        last_look = loop.time()
         while not self._stopping:
-            await asyncio.sleep(0.25 if self.draining else min(1.0, wake_every))
+            await asyncio.sleep(0.25 if self.draining else min(1.0, look_every))
             now = loop.time()
-            wake = now - last_wake >= wake_every
             for client in list(self.clients):
                 if client.closing is not None:
                     continue
-                if self.behind(client.cursor) and client.epoch == self.epoch:
-                    self.cut(client, "slow")
-                elif client.close_at is not None and now >= client.close_at:
+                if client.close_at is not None and now >= client.close_at:
                     self.cut(client, "drain")
-                    wake = True
-            if wake:
-                last_wake = now
-                self._wake()
+                elif (
+                    client not in self.parked
+                    and client.epoch == self.epoch
+                    and self.behind(client.cursor)
+                ):
+                    self.cut(client, "slow")
+            if now - last_look >= look_every:
+                last_look = now
+                self._keepalives(now)
+
+    def _keepalives(self, now: float) -> None:
+        message: Message = {"type": "http.response.body", "body": KEEPALIVE, "more_body": True}
+        for client in list(self.parked):
+            if now - client.last_write >= self.keepalive_seconds:
+                self._deliver(client, message, now)
 
     def cut(self, client: Client, reason: str) -> None:
-        """End a client's stream: it is woken and, if stuck in a write, cancelled."""
+        """End a client's stream (the first reason given wins).
+
+        A started client's own task only waits for the disconnect, so it is cancelled to
+        end the response. A client still starting (replaying) notices ``closing`` between
+        writes, unless it is too slow: it may be stuck in a write to a full socket, and
+        only cancelling frees it. Its memory is the shared tail, so nothing piles up.
+        """
+        if client.closing is not None:
+            return
         client.closing = reason
-        if reason == "slow" and client.task is not None:
-            # A slow client may be blocked in a write to a full socket: only cancelling
-            # frees it. Its memory is the shared tail, so nothing piles up meanwhile.
+        self.parked.discard(client)
+        current = asyncio.current_task()
+        if client.writer is not None and client.writer is not current:
+            client.writer.cancel()
+        if (
+            client.task is not None
+            and client.task is not current
+            and (client.live or reason == "slow")
+        ):
             client.task.cancel()
+
+    # -- writing to clients --------------------------------------------------------------
+
+    async def _broadcast(self) -> None:
+        """Write what is new to every parked client; called by the reader after a batch."""
+        if not self.parked:
+            return
+        loop = asyncio.get_running_loop()
+        messages: dict[int, tuple[Message, Chunk]] = {}
+        reset: Message | None = None
+        written: dict[int, int] = {}  # cursor -> clients written from it
+        for n, client in enumerate(list(self.parked)):
+            if n and n % BROADCAST_SLICE == 0:
+                self._observe(messages, written)
+                written.clear()
+                await asyncio.sleep(0)
+            if client not in self.parked:  # cut, or left, meanwhile
+                continue
+            now = loop.time()
+            if client.epoch != self.epoch:
+                if reset is None:
+                    reset = _body(reset_bytes(self.snapshot(), "stream_lost"))
+                client.cursor, client.epoch = self.head_seq, self.epoch
+                metrics.RESUMES.labels("reset").inc()
+                self._deliver(client, reset, now)
+                continue
+            # A batch bigger than one chunk takes several writes; the first one the
+            # socket cannot take hands the rest to the client's own task.
+            while (cursor := client.cursor) < self.head_seq and client in self.parked:
+                prepared = messages.get(cursor)
+                if prepared is None:
+                    chunk = self.chunk_after(cursor)
+                    if chunk is None:
+                        break
+                    prepared = messages[cursor] = (_body(chunk.data), chunk)
+                client.cursor = prepared[1].last_seq
+                self._deliver(client, prepared[0], now)
+                written[cursor] = written.get(cursor, 0) + 1
+        self._observe(messages, written)
+
+    @staticmethod
+    def _observe(messages: dict[int, tuple[Message, Chunk]], written: dict[int, int]) -> None:
+        wall = time.time()
+        for cursor, clients in written.items():
+            chunk = messages[cursor][1]
+            metrics.DELIVERED.inc(chunk.count * clients)
+            metrics.DELIVERY_LAG.observe(max(0.0, wall - chunk.newest_ts_ms / 1000), clients)
+
+    def _deliver(self, client: Client, message: Message, now: float) -> None:
+        """One write to a parked client, from the hub, without waiting for it."""
+        try:
+            pending = start_send(client.send, message)
+        except Exception as exc:  # the server refused the write: the connection is gone
+            log.debug("write_refused", extra={"error": type(exc).__name__})
+            self.cut(client, "client")
+            return
+        client.last_write = now
+        if pending is not None:
+            # The socket is paused: a task of the client's own finishes the write.
+            metrics.PAUSED_WRITES.inc()
+            self.parked.discard(client)
+            client.writing = True
+            client.writer = asyncio.create_task(self._finish(client, pending))
+
+    async def _finish(self, client: Client, pending: Awaitable[None]) -> None:
+        reason: str | None
+        try:
+            await pending
+            client.writing = False
+            client.last_write = asyncio.get_running_loop().time()
+            reason = await self.follow(client)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.debug("write_failed", extra={"error": type(exc).__name__})
+            reason = "client"
+        finally:
+            client.writer = None
+        if reason is not None:
+            self.cut(client, reason)
+
+    async def follow(self, client: Client) -> str | None:
+        """Write everything after the client's cursor, then park it at the head.
+
+        Returns why the stream must end instead, if it must.
+        """
+        loop = asyncio.get_running_loop()
+        while True:
+            if client.closing is not None:
+                return client.closing
+            if client.epoch != self.epoch:
+                # Redis lost the stream this client was reading: say so, then the state.
+                fresh = self.snapshot()
+                client.cursor, client.epoch = fresh.head_seq, fresh.epoch
+                metrics.RESUMES.labels("reset").inc()
+                await write(client, reset_bytes(fresh, "stream_lost"))
+                continue
+            if self.behind(client.cursor):
+                return "slow"
+            chunk = self.chunk_after(client.cursor)
+            if chunk is None:
+                # At the head, with no await since the check: from here the reader writes.
+                self.parked.add(client)
+                return None
+            await write(client, chunk.data)
+            client.cursor = chunk.last_seq
+            metrics.DELIVERED.inc(chunk.count)
+            metrics.DELIVERY_LAG.observe(max(0.0, time.time() - chunk.newest_ts_ms / 1000))
+            client.last_write = loop.time()
+
+
+async def write(client: Client, data: bytes) -> None:
+    """A write by a client's own task; ``writing`` says if it was cut off in the middle."""
+    client.writing = True
+    await client.send(_body(data))
+    client.writing = False
+
+
+def _body(data: bytes) -> Message:
+    return {"type": "http.response.body", "body": data, "more_body": True}
+
+
+def state_bytes(snap: HubState) -> bytes:
+    return b"".join(fr.raw for fr in snap.state)
+
+
+def reset_bytes(snap: HubState, reason: str) -> bytes:
+    """``reset`` (no id), then the current state, so the page can redraw at once."""
+    return control_frame("reset", {"reason": reason}) + state_bytes(snap)

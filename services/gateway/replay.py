@@ -19,7 +19,7 @@ import redis.asyncio as aredis
 from shared.streams import MalformedEntry, StreamId, decode, xrange
 
 from .hub import Client, Hub, HubState
-from .sse import control_frame, frame, relayable
+from .sse import frame, relayable
 
 Source = Literal["state", "memory", "redis", "reset"]
 
@@ -111,12 +111,3 @@ async def history(redis: aredis.Redis, key: str, plan: Plan, page: int) -> Async
         if len(entries) < page:
             return
         start = entries[-1][0]
-
-
-def state_bytes(snap: HubState) -> bytes:
-    return b"".join(fr.raw for fr in snap.state)
-
-
-def reset_bytes(snap: HubState, reason: str) -> bytes:
-    """``reset`` (no id), then the current state, so the page can redraw at once."""
-    return control_frame("reset", {"reason": reason}) + state_bytes(snap)

@@ -1,16 +1,17 @@
 """``GET /stream``: the SSE endpoint, as a raw ASGI app.
 
-Raw ASGI rather than a streaming response: per connection it holds one coroutine, one small
-task that notices the client leaving, and a cursor into the hub's shared tail — nothing that
-grows with the number of events.
+Raw ASGI rather than a streaming response: per connection it holds the request's own task,
+which starts the stream (state, resume or reset), hands it to the hub and then only waits
+for the disconnect, and a cursor into the hub's shared tail — nothing that grows with the
+number of events. The hub writes the live events (``hub.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
-import time
 from collections import Counter
 from typing import Any
 from urllib.parse import parse_qs
@@ -22,12 +23,15 @@ from shared.streams import StreamId, parse_stream_id
 
 from . import metrics
 from .auth import Authenticator
-from .hub import Client, Hub
-from .replay import HistoryGap, Plan, history, plan_start, reset_bytes, state_bytes
+from .hub import Client, Hub, HubState, reset_bytes, state_bytes, write
+from .replay import HistoryGap, Plan, history, plan_start
 from .settings import GatewaySettings
-from .sse import HEADERS, KEEPALIVE, retry_frame
+from .sse import HEADERS, retry_frame
 
 log = logging.getLogger("wxstream.gateway.stream")
+
+# How long the response's final chunk may wait for a full socket to drain.
+END_WRITE_SECONDS = 5.0
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -123,7 +127,7 @@ class StreamEndpoint:
     async def _stream(self, addr: str, last_id: StreamId | None, receive: Any, send: Any) -> None:
         hub = self.hub
         task = asyncio.current_task()
-        client = Client(addr=addr, task=task)
+        client = Client(addr=addr, task=task, send=send)
         snap = hub.register(client)
         try:
             # Before the headers: a resume that needs Redis while it is unreachable is a
@@ -146,92 +150,63 @@ class StreamEndpoint:
         except BaseException:
             hub.unregister(client)
             raise
-        watcher = asyncio.create_task(self._watch_disconnect(receive, client))
-        reason = "client"
-        cancelled = False
-        loop = asyncio.get_running_loop()
+        reason: str | None = "client"
         try:
             await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            await self._write(
-                send, retry_frame(self.settings.retry_ms, self.settings.retry_jitter_ms)
-            )
+            await write(client, retry_frame(self.settings.retry_ms, self.settings.retry_jitter_ms))
             metrics.RESUMES.labels(plan.source).inc()
-            await self._write_start(send, plan, snap)
-            client.last_write = loop.time()
-            while True:
-                if client.closing is not None:
-                    reason = client.closing
-                    break
-                if client.epoch != hub.epoch:
-                    # Redis lost the stream this client was reading: say so, then the state.
-                    fresh = hub.register(client)
-                    metrics.RESUMES.labels("reset").inc()
-                    await self._write(send, reset_bytes(fresh, "stream_lost"))
-                    client.last_write = loop.time()
-                    continue
-                if hub.behind(client.cursor):
-                    reason = "slow"
-                    break
-                chunk = hub.chunk_after(client.cursor)
-                if chunk is not None:
-                    await self._write(send, chunk.data)
-                    client.cursor = chunk.last_seq
-                    now = loop.time()
-                    client.last_write = now
-                    metrics.DELIVERED.inc(chunk.count)
-                    metrics.DELIVERY_LAG.observe(max(0.0, time.time() - chunk.newest_ts_ms / 1000))
-                    continue
-                if loop.time() - client.last_write >= self.settings.keepalive_seconds:
-                    await self._write(send, KEEPALIVE)
-                    client.last_write = loop.time()
-                    continue
-                await hub.changed.wait()
+            await self._write_start(client, plan, snap)
+            client.last_write = asyncio.get_running_loop().time()
+            reason = await hub.follow(client)
+            if reason is None:
+                # Parked: the hub writes from here on; this task waits for the disconnect.
+                client.live = True
+                reason = await self._until_disconnect(receive, client)
         except RedisError as exc:
             # The history read broke off: end the stream; the client resumes from its last id.
             reason = "redis_error"
             log.warning("replay_redis_error", extra={"error": type(exc).__name__})
         except asyncio.CancelledError:
-            if client.closing is None:
+            if client.closing is None or task is None:
                 raise
             reason = client.closing
-            cancelled = True
-            if task is not None:
-                task.uncancel()
+            task.uncancel()
         finally:
-            watcher.cancel()
             hub.unregister(client)
         metrics.DISCONNECTS.labels(reason).inc()
-        if not cancelled:
-            # End the response properly; a client cancelled mid-write (gone, or stuck behind
-            # a full socket) gets its connection closed by uvicorn instead.
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+        if not client.writing:
+            # End the response properly; a client cut mid-write (stuck behind a full
+            # socket) gets its connection closed by uvicorn instead.
+            await self._end(send)
 
-    async def _write_start(self, send: Any, plan: Plan, snap: Any) -> None:
+    @staticmethod
+    async def _until_disconnect(receive: Any, client: Client) -> str:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                client.closing = client.closing or "client"
+                return client.closing
+
+    @staticmethod
+    async def _end(send: Any) -> None:
+        """The response's last chunk, given a bounded time: the socket may be full."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(END_WRITE_SECONDS):
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _write_start(self, client: Client, plan: Plan, snap: HubState) -> None:
         if plan.source == "state":
             data = state_bytes(snap)
             if data:
-                await self._write(send, data)
+                await write(client, data)
         elif plan.source == "reset":
-            await self._write(send, reset_bytes(snap, plan.reason or "unknown_id"))
+            await write(client, reset_bytes(snap, plan.reason or "unknown_id"))
         elif plan.source == "redis":
             try:
                 async for page in history(
                     self.redis, self.hub.key, plan, self.settings.replay_page
                 ):
-                    await self._write(send, page)
+                    await write(client, page)
             except HistoryGap:
                 metrics.RESUMES.labels("reset").inc()
-                await self._write(send, reset_bytes(snap, "trimmed"))
-
-    @staticmethod
-    async def _write(send: Any, data: bytes) -> None:
-        await send({"type": "http.response.body", "body": data, "more_body": True})
-
-    async def _watch_disconnect(self, receive: Any, client: Client) -> None:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                client.closing = "client"
-                if client.task is not None:
-                    client.task.cancel()
-                return
+                await write(client, reset_bytes(snap, "trimmed"))

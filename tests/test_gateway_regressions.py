@@ -17,7 +17,7 @@ from sse import Event, events
 from test_gateway_stream import collect, produce
 
 from services.gateway.hub import Client, Hub
-from services.gateway.replay import HistoryGap, Plan, history, plan_start
+from services.gateway.replay import HistoryGap, Plan, history, plan_start, raw_view
 from shared.events import LoggedIn, Notification, User
 from shared.keys import Keys
 from shared.redis_client import async_client
@@ -52,7 +52,7 @@ async def test_history_trimmed_between_pages_is_a_gap_not_a_hole(
 ) -> None:
     ids = produce(rclient, keys, 300)
     plan = Plan("redis", after=ids[10], until=ids[-1])
-    pages = history(aclient, keys.events, plan, 50)
+    pages = history(raw_view(aclient), keys.events, plan, 50)
     first = await anext(pages)
     assert first.count(b"id: ") == 50
     rclient.xtrim(keys.events, maxlen=200, approximate=False)

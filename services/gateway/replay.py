@@ -10,16 +10,17 @@ tail continues exactly where the history stops: no gap, no duplicate.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
 
 import redis.asyncio as aredis
+from redis.client import NEVER_DECODE
 
-from shared.streams import MalformedEntry, StreamId, decode, xrange
+from shared.streams import StreamId, xrange
 
 from .hub import Client, Hub, HubState
-from .sse import frame, relayable
+from .sse import frame_fields
 
 Source = Literal["state", "memory", "redis", "reset"]
 
@@ -81,33 +82,59 @@ class HistoryGap(Exception):
     """Entries the client still needed were trimmed while its history was being read."""
 
 
-async def history(redis: aredis.Redis, key: str, plan: Plan, page: int) -> AsyncIterator[bytes]:
+def raw_view(client: aredis.Redis) -> aredis.Redis:
+    """A client on ``client``'s pool whose XRANGE replies stay as Redis sent them.
+
+    History is the one place where entries are read by the hundred thousand; redis-py's
+    decoding and its field-list-to-dict step were half of a replay's CPU
+    (bench/ANALYSIS.md). The view shares the pool (no connection of its own) and is read
+    with ``NEVER_DECODE``.
+    """
+    view = aredis.Redis(connection_pool=client.connection_pool)
+    view.response_callbacks.pop("XRANGE", None)
+    return view
+
+
+RawPage = list[tuple[bytes, list[bytes]]]
+
+
+async def _page(raw: aredis.Redis, key: str, start: bytes, end: str, count: int) -> RawPage:
+    execute = cast(Callable[..., Awaitable[object]], raw.execute_command)  # untyped upstream
+    reply = await execute("XRANGE", key, start, end, "COUNT", count, **{NEVER_DECODE: True})
+    return cast(RawPage, reply or [])
+
+
+async def history(
+    raw: aredis.Redis, key: str, plan: Plan, page: int
+) -> AsyncGenerator[bytes, None]:
     """The entries after ``plan.after`` up to ``plan.until`` from Redis, a page per write.
 
-    Each page starts *at* the last entry already sent (inclusive) and must begin with it:
-    if ``MAXLEN`` trimmed past it meanwhile, XRANGE would quietly start later, so that is a
-    ``HistoryGap`` (the caller sends ``reset``), never a hole.
+    ``raw`` is a ``raw_view``. Each page starts *at* the last entry already sent
+    (inclusive) and must begin with it: if ``MAXLEN`` trimmed past it meanwhile, XRANGE
+    would quietly start later, so that is a ``HistoryGap`` (the caller sends ``reset``),
+    never a hole. The next page is requested before this one is framed and written, so
+    Redis and the gateway work at the same time. Close the iterator (``aclosing``) when
+    leaving early: it cancels that request.
     """
     if plan.after is None or plan.until is None:
         raise ValueError("history needs a plan with both ends")
-    start = plan.after
-    while True:
-        entries = await xrange(redis, key, start, plan.until, count=page + 1)
-        if not entries or entries[0][0] != start:
-            raise HistoryGap(start)
-        entries = entries[1:]
-        if not entries:
-            return
-        parts: list[bytes] = []
-        for entry_id, fields in entries:
-            try:
-                entry = decode(entry_id, fields)
-            except MalformedEntry:
-                continue
-            if relayable(entry):
-                parts.append(frame(entry))
-        if parts:
-            yield b"".join(parts)
-        if len(entries) < page:
-            return
-        start = entries[-1][0]
+    start = plan.after.encode()
+    fetch = asyncio.ensure_future(_page(raw, key, start, plan.until, page + 1))
+    try:
+        while True:
+            entries = await fetch
+            if not entries or entries[0][0] != start:
+                raise HistoryGap(start.decode())
+            last_page = len(entries) <= page
+            if not last_page:
+                start = entries[-1][0]
+                fetch = asyncio.ensure_future(_page(raw, key, start, plan.until, page + 1))
+            frames = [frame_fields(entry_id, fields) for entry_id, fields in entries[1:]]
+            data = b"".join(f for f in frames if f is not None)
+            if data:
+                yield data
+            if last_page:
+                return
+    finally:
+        if not fetch.done():
+            fetch.cancel()

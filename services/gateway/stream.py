@@ -24,7 +24,7 @@ from shared.streams import StreamId, parse_stream_id
 from . import metrics
 from .auth import Authenticator
 from .hub import Client, Hub, HubState, reset_bytes, state_bytes, write
-from .replay import HistoryGap, Plan, history, plan_start
+from .replay import HistoryGap, Plan, history, plan_start, raw_view
 from .settings import GatewaySettings
 from .sse import HEADERS, retry_frame
 
@@ -78,6 +78,7 @@ class StreamEndpoint:
     ) -> None:
         self.hub = hub
         self.redis = redis
+        self.history_redis = raw_view(redis)
         self.auth = auth
         self.settings = settings
         self.per_addr: Counter[str] = Counter()
@@ -202,11 +203,11 @@ class StreamEndpoint:
         elif plan.source == "reset":
             await write(client, reset_bytes(snap, plan.reason or "unknown_id"))
         elif plan.source == "redis":
+            pages = history(self.history_redis, self.hub.key, plan, self.settings.replay_page)
             try:
-                async for page in history(
-                    self.redis, self.hub.key, plan, self.settings.replay_page
-                ):
-                    await write(client, page)
+                async with contextlib.aclosing(pages):
+                    async for page in pages:
+                        await write(client, page)
             except HistoryGap:
                 metrics.RESUMES.labels("reset").inc()
                 await write(client, reset_bytes(snap, "trimmed"))

@@ -41,6 +41,7 @@ async def serve(settings: GatewaySettings) -> None:
     http = EmbeddedServer(
         uvicorn.Config(
             serving_app(app),
+            interface="asgi3",  # Front.__call__ returns the coroutine, it is not one
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -72,6 +73,14 @@ async def send_json(send: Any, status: int, body: dict[str, object], retry_after
     await send({"type": "http.response.body", "body": payload})
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    status: int
+    reason: str  # the label of wxstream_gateway_rejected_total
+    message: str
+    retry: int = 0  # Retry-After seconds, if any
+
+
 class StreamEndpoint:
     def __init__(
         self, hub: Hub, redis: aredis.Redis, auth: Authenticator, settings: GatewaySettings
@@ -83,110 +92,100 @@ class StreamEndpoint:
         self.settings = settings
         self.per_addr: Counter[str] = Counter()
 
-    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+    def _admit(self, scope: Scope) -> Refusal | tuple[str, StreamId | None]:
+        """The client's address and id, or why the stream is refused."""
         if scope["method"] not in ("GET", "HEAD"):
-            await send_json(send, 405, {"error": "method not allowed: use GET"})
-            return
+            return Refusal(405, "method_not_allowed", "method not allowed: use GET")
         if self.auth.from_headers(scope["headers"]) is None:
-            metrics.REJECTED.labels("unauthenticated").inc()
-            await send_json(send, 401, {"error": "sign in first: no valid session"})
-            return
+            return Refusal(401, "unauthenticated", "sign in first: no valid session")
         try:
             last_id = last_event_id(scope)
         except BadRequest as exc:
-            metrics.REJECTED.labels("bad_last_event_id").inc()
-            await send_json(send, 400, {"error": str(exc)})
-            return
+            return Refusal(400, "bad_last_event_id", str(exc))
         addr = (scope.get("client") or ("unknown", 0))[0]
-        refusal = self._refuse(addr)
-        if refusal is not None:
-            status, reason, retry = refusal
-            metrics.REJECTED.labels(reason).inc()
-            await send_json(send, status, {"error": f"stream refused: {reason}"}, retry)
-            return
+        if self.hub.draining:
+            return Refusal(503, "draining", "stream refused: draining", 1)
+        if len(self.hub.clients) >= self.settings.max_streams:
+            return Refusal(503, "too_many_streams", "stream refused: too_many_streams", 5)
+        if self.per_addr[addr] >= self.settings.max_streams_per_client:
+            reason = "too_many_streams_from_address"
+            return Refusal(429, reason, f"stream refused: {reason}", 10)
         if not self.hub.loaded.is_set():
-            metrics.REJECTED.labels("not_ready").inc()
-            await send_json(send, 503, {"error": "stream not ready: Redis unreachable"}, 2)
+            return Refusal(503, "not_ready", "stream not ready: Redis unreachable", 2)
+        return addr, last_id
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        # One coroutine for the whole stream, on purpose: each frame an open stream stays
+        # suspended in costs ~300 bytes, times every open stream.
+        admitted = self._admit(scope)
+        if isinstance(admitted, Refusal):
+            metrics.REJECTED.labels(admitted.reason).inc()
+            await send_json(send, admitted.status, {"error": admitted.message}, admitted.retry)
             return
+        addr, last_id = admitted
+        hub = self.hub
+        task = asyncio.current_task()
+        client = Client(addr=addr, task=task, send=send)
         self.per_addr[addr] += 1
         try:
-            await self._stream(addr, last_id, receive, send)
+            snap = hub.register(client)
+            try:
+                # Before the headers: a resume that needs Redis while it is unreachable is
+                # a 503 the client retries, not a 200 that breaks off.
+                plan = await plan_start(hub, self.redis, client, snap, last_id)
+            except RedisError:
+                hub.unregister(client)
+                metrics.REJECTED.labels("redis_unavailable").inc()
+                await send_json(send, 503, {"error": "stream not ready: Redis unreachable"}, 2)
+                return
+            except asyncio.CancelledError:
+                hub.unregister(client)
+                if client.closing is None or task is None:
+                    raise
+                # Cut off (drain, or the hub moved on too far) while waiting to start.
+                task.uncancel()
+                metrics.REJECTED.labels(client.closing).inc()
+                await send_json(send, 503, {"error": f"stream not started: {client.closing}"}, 1)
+                return
+            except BaseException:
+                hub.unregister(client)
+                raise
+            reason: str | None = "client"
+            try:
+                await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
+                await write(
+                    client, retry_frame(self.settings.retry_ms, self.settings.retry_jitter_ms)
+                )
+                metrics.RESUMES.labels(plan.source).inc()
+                await self._write_start(client, plan, snap)
+                client.last_write = asyncio.get_running_loop().time()
+                reason = await hub.follow(client)
+                if reason is None:
+                    # Parked: the hub writes from here on; this task waits for the disconnect.
+                    client.live = True
+                    while (await receive())["type"] != "http.disconnect":
+                        pass
+                    reason = client.closing = client.closing or "client"
+            except RedisError as exc:
+                # The history read broke off: end the stream; the client resumes from its id.
+                reason = "redis_error"
+                log.warning("replay_redis_error", extra={"error": type(exc).__name__})
+            except asyncio.CancelledError:
+                if client.closing is None or task is None:
+                    raise
+                reason = client.closing
+                task.uncancel()
+            finally:
+                hub.unregister(client)
+            metrics.DISCONNECTS.labels(reason).inc()
+            if not client.writing:
+                # End the response properly; a client cut mid-write (stuck behind a full
+                # socket) gets its connection closed by uvicorn instead.
+                await self._end(send)
         finally:
             self.per_addr[addr] -= 1
             if self.per_addr[addr] <= 0:
                 del self.per_addr[addr]
-
-    def _refuse(self, addr: str) -> tuple[int, str, int] | None:
-        if self.hub.draining:
-            return 503, "draining", 1
-        if len(self.hub.clients) >= self.settings.max_streams:
-            return 503, "too_many_streams", 5
-        if self.per_addr[addr] >= self.settings.max_streams_per_client:
-            return 429, "too_many_streams_from_address", 10
-        return None
-
-    async def _stream(self, addr: str, last_id: StreamId | None, receive: Any, send: Any) -> None:
-        hub = self.hub
-        task = asyncio.current_task()
-        client = Client(addr=addr, task=task, send=send)
-        snap = hub.register(client)
-        try:
-            # Before the headers: a resume that needs Redis while it is unreachable is a
-            # 503 the client retries, not a 200 that breaks off.
-            plan = await plan_start(hub, self.redis, client, snap, last_id)
-        except RedisError:
-            hub.unregister(client)
-            metrics.REJECTED.labels("redis_unavailable").inc()
-            await send_json(send, 503, {"error": "stream not ready: Redis unreachable"}, 2)
-            return
-        except asyncio.CancelledError:
-            hub.unregister(client)
-            if client.closing is None or task is None:
-                raise
-            # Cut off (drain, or the hub moved on too far) while waiting to start.
-            task.uncancel()
-            metrics.REJECTED.labels(client.closing).inc()
-            await send_json(send, 503, {"error": f"stream not started: {client.closing}"}, 1)
-            return
-        except BaseException:
-            hub.unregister(client)
-            raise
-        reason: str | None = "client"
-        try:
-            await send({"type": "http.response.start", "status": 200, "headers": HEADERS})
-            await write(client, retry_frame(self.settings.retry_ms, self.settings.retry_jitter_ms))
-            metrics.RESUMES.labels(plan.source).inc()
-            await self._write_start(client, plan, snap)
-            client.last_write = asyncio.get_running_loop().time()
-            reason = await hub.follow(client)
-            if reason is None:
-                # Parked: the hub writes from here on; this task waits for the disconnect.
-                client.live = True
-                reason = await self._until_disconnect(receive, client)
-        except RedisError as exc:
-            # The history read broke off: end the stream; the client resumes from its last id.
-            reason = "redis_error"
-            log.warning("replay_redis_error", extra={"error": type(exc).__name__})
-        except asyncio.CancelledError:
-            if client.closing is None or task is None:
-                raise
-            reason = client.closing
-            task.uncancel()
-        finally:
-            hub.unregister(client)
-        metrics.DISCONNECTS.labels(reason).inc()
-        if not client.writing:
-            # End the response properly; a client cut mid-write (stuck behind a full
-            # socket) gets its connection closed by uvicorn instead.
-            await self._end(send)
-
-    @staticmethod
-    async def _until_disconnect(receive: Any, client: Client) -> str:
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                client.closing = client.closing or "client"
-                return client.closing
 
     @staticmethod
     async def _end(send: Any) -> None:

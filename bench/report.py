@@ -374,6 +374,7 @@ def replay_rows(rp: Result) -> list[list[str]]:
                 fmt(med(runs, "elapsed_s"), "s"),
                 str(sum(int(r.get("lost", 0)) for r in runs)),
                 fmt(med(runs, "server_cpu"), "%"),
+                fmt(med(runs, "loadgen_cpu"), "%"),
                 fmt(med(runs, "redis_cmds")),
             ]
         )
@@ -548,7 +549,16 @@ def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | Non
             "",
         ]
         lines += table(
-            ["server", "behind", "entries/s", "time", "lost", "server CPU", "Redis commands"],
+            [
+                "server",
+                "behind",
+                "entries/s",
+                "time",
+                "lost",
+                "server CPU",
+                "load gen CPU",
+                "Redis commands",
+            ],
             replay_rows(results["replay"]),
         )
     lines += ["", "## Message to badge", ""]

@@ -144,6 +144,11 @@ class Window:
         self.lg0 = self._lg_cpu()
         return self
 
+    def watch(self, swarm: Swarm) -> None:
+        """Count this load generator's CPU from now on."""
+        self.swarm = swarm
+        self.lg0 = self._lg_cpu()
+
     def _lg_cpu(self) -> float:
         return sum(cpu_seconds(p) for p in self.swarm.pids) if self.swarm else 0.0
 
@@ -352,11 +357,14 @@ async def replay(bench: Bench, kind: Kind, behind: int) -> Result:
         producer = Producer(bench.client, KEY, srv.mode)
         filled = await producer.prefill(behind + 1)
         await asyncio.sleep(1.5)  # let the server's own reader settle first
-        async with Window(bench, srv) as win:
-            async with bench.swarm(
+        async with (
+            Window(bench, srv) as win,
+            bench.swarm(
                 srv, 1, first_seq=filled.first_seq + 1, workers=1, last_id=filled.first_id
-            ) as (swarm, ready):
-                merged = await swarm.expect(filled.last_seq, 300.0)
+            ) as (swarm, ready),
+        ):
+            win.watch(swarm)  # its CPU from its connect on (it was idle before)
+            merged = await swarm.expect(filled.last_seq, 300.0)
             usage = await win.close(0)
     received = merged.total("received")
     elapsed = merged.last_recv() - ready.t0() if merged.last_recv() else None
@@ -368,6 +376,7 @@ async def replay(bench: Bench, kind: Kind, behind: int) -> Result:
         "elapsed_s": elapsed,
         "entries_per_s": received / elapsed if elapsed else 0.0,
         "server_cpu": usage["server_cpu"],
+        "loadgen_cpu": usage["loadgen_cpu"],
         "redis_cmds": usage["redis_cmds"],
     }
 

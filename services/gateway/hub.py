@@ -473,31 +473,39 @@ class Hub:
     # -- writing to clients --------------------------------------------------------------
 
     async def _broadcast(self) -> None:
-        """Write what is new to every parked client; called by the reader after a batch."""
-        if not self.parked:
+        """Write what is new to every parked client; called by the reader after a batch.
+
+        Only the reader changes the tail, so the head stays put while it broadcasts, even
+        across the yields that let the loop accept and serve meanwhile.
+        """
+        parked = self.parked
+        if not parked:
             return
         loop = asyncio.get_running_loop()
+        head = self.head_seq
+        now = loop.time()
         messages: dict[int, tuple[Message, Chunk]] = {}
         reset: Message | None = None
         written: dict[int, int] = {}  # cursor -> clients written from it
-        for n, client in enumerate(list(self.parked)):
+        for n, client in enumerate(list(parked)):
             if n and n % BROADCAST_SLICE == 0:
                 self._observe(messages, written)
                 written.clear()
                 await asyncio.sleep(0)
-            if client not in self.parked:  # cut, or left, meanwhile
+                now = loop.time()
+            if client not in parked:  # cut, or left, meanwhile
                 continue
-            now = loop.time()
             if client.epoch != self.epoch:
                 if reset is None:
                     reset = _body(reset_bytes(self.snapshot(), "stream_lost"))
-                client.cursor, client.epoch = self.head_seq, self.epoch
+                client.cursor, client.epoch = head, self.epoch
                 metrics.RESUMES.labels("reset").inc()
                 self._deliver(client, reset, now)
                 continue
             # A batch bigger than one chunk takes several writes; the first one the
             # socket cannot take hands the rest to the client's own task.
-            while (cursor := client.cursor) < self.head_seq and client in self.parked:
+            cursor = client.cursor
+            while cursor < head:
                 prepared = messages.get(cursor)
                 if prepared is None:
                     chunk = self.chunk_after(cursor)
@@ -505,8 +513,10 @@ class Hub:
                         break
                     prepared = messages[cursor] = (_body(chunk.data), chunk)
                 client.cursor = prepared[1].last_seq
-                self._deliver(client, prepared[0], now)
                 written[cursor] = written.get(cursor, 0) + 1
+                if not self._deliver(client, prepared[0], now):
+                    break
+                cursor = client.cursor
         self._observe(messages, written)
 
     @staticmethod
@@ -517,21 +527,27 @@ class Hub:
             metrics.DELIVERED.inc(chunk.count * clients)
             metrics.DELIVERY_LAG.observe(max(0.0, wall - chunk.newest_ts_ms / 1000), clients)
 
-    def _deliver(self, client: Client, message: Message, now: float) -> None:
-        """One write to a parked client, from the hub, without waiting for it."""
+    def _deliver(self, client: Client, message: Message, now: float) -> bool:
+        """One write to a parked client, from the hub, without waiting for it.
+
+        True if it went through at once and the client is still parked.
+        """
         try:
             pending = start_send(client.send, message)
         except Exception as exc:  # the server refused the write: the connection is gone
             log.debug("write_refused", extra={"error": type(exc).__name__})
+            client.writing = True  # no clean end either
             self.cut(client, "client")
-            return
+            return False
         client.last_write = now
-        if pending is not None:
-            # The socket is paused: a task of the client's own finishes the write.
-            metrics.PAUSED_WRITES.inc()
-            self.parked.discard(client)
-            client.writing = True
-            client.writer = asyncio.create_task(self._finish(client, pending))
+        if pending is None:
+            return True
+        # The socket is paused: a task of the client's own finishes the write.
+        metrics.PAUSED_WRITES.inc()
+        self.parked.discard(client)
+        client.writing = True
+        client.writer = asyncio.create_task(self._finish(client, pending))
+        return False
 
     async def _finish(self, client: Client, pending: Awaitable[None]) -> None:
         reason: str | None
@@ -544,6 +560,7 @@ class Hub:
             raise
         except Exception as exc:
             log.debug("write_failed", extra={"error": type(exc).__name__})
+            client.writing = True  # no clean end either
             reason = "client"
         finally:
             client.writer = None

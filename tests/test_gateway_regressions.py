@@ -141,3 +141,76 @@ async def test_collect_helper_still_sees_plain_resumes(
     gw = gateway_factory()
     got = await collect(gw, 3, last_event_id=ids[1])
     assert [e.id for e in got] == ids[2:]
+
+
+class Recorder:
+    """An ASGI ``send`` that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.bodies: list[bytes] = []
+
+    async def send(self, message: dict[str, object]) -> None:
+        body = message.get("body", b"")
+        assert isinstance(body, bytes)
+        self.bodies.append(body)
+
+
+async def test_a_batch_that_trims_the_tail_past_a_parked_client_cuts_it_never_skips(
+    aclient: aredis.Redis, rclient: redis.Redis, keys: Keys
+) -> None:
+    """A parked client whose next event was trimmed away in one batch is cut as slow (it
+    resumes from Redis), not sent a later slice of the tail as if nothing were missing."""
+    hub = make_hub(aclient, keys, tail_size=10)
+    assert hub.read_batch == 10  # the reader itself never reads more than the tail holds
+    produce(rclient, keys, 40)
+    entries: list[tuple[str, dict[str, str]]] = rclient.xrange(keys.events)  # type: ignore[assignment]
+    hub._append(entries[:5])
+    recorder = Recorder()
+    client = Client(addr="test", task=None, send=recorder.send)
+    hub.register(client)
+    assert await hub.follow(client) is None  # parked at the head
+    hub._append(entries[5:40])  # 35 at once: the tail keeps only the newest
+    await hub._broadcast()
+    assert client.closing == "slow"
+    assert recorder.bodies == []
+
+
+async def test_a_resume_from_an_entry_the_reader_skipped_resets_instead_of_hanging(
+    gateway_factory: GatewayFactory, rclient: redis.Redis, keys: Keys
+) -> None:
+    """The client's id is real but malformed (the reader skipped it), and the stream stays
+    quiet: the start waits for the reader a bounded time, then says ``reset``."""
+    produce(rclient, keys, 3)
+    bad = str(rclient.xadd(keys.events, {"event": "message", "data": "{not json", "ts": "1"}))
+    gw = gateway_factory()
+    got = await collect(gw, 1, last_event_id=bad, seconds=8)
+    assert got[0].event == "reset"
+
+
+async def test_a_client_leaving_mid_replay_stops_the_replay(
+    gateway_factory: GatewayFactory, rclient: redis.Redis, keys: Keys, redis_url: str
+) -> None:
+    """Nothing tells a server that a client left while it only writes, so the gateway
+    listens for the disconnect during a replay and stops paging Redis."""
+    ids = produce(rclient, keys, 1)
+    for _ in range(20):
+        produce(rclient, keys, 1000)
+    gw = gateway_factory(replay_page="20", tail_size="100", max_lag_events="100")
+    before = _xrange_calls(rclient)
+    with socket.create_connection(("127.0.0.1", gw.port)) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(
+            f"GET /stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {gw.token()}\r\n"
+            f"Last-Event-ID: {ids[0]}\r\n\r\n".encode()
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200")
+    await asyncio.to_thread(
+        wait_for, lambda: gw.metric("wxstream_gateway_disconnects_total", 'reason="client"') == 1
+    )
+    # The whole replay is 1,000 pages of 20; the client left after the first few.
+    assert _xrange_calls(rclient) - before < 500
+
+
+def _xrange_calls(rclient: redis.Redis) -> int:
+    stats: dict[str, dict[str, int]] = rclient.info("commandstats")
+    return int(stats.get("cmdstat_xrange", {}).get("calls", 0))

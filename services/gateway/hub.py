@@ -84,6 +84,7 @@ class Client:
     live: bool = False  # started: its own task only waits for the disconnect
     writer: asyncio.Task[None] | None = None  # finishing a write the socket did not take
     writing: bool = False  # a write is under way: cut now, the response cannot end cleanly
+    hub_cancelled: bool = False  # its task was cancelled by ``cut`` (not by the server)
 
 
 @dataclass(slots=True)
@@ -132,7 +133,9 @@ class Hub:
         self.key = key
         self.tail_size = tail_size
         self.max_lag = max_lag
-        self.read_batch = read_batch
+        # A batch longer than the tail (or than the lag a client may have) would put
+        # clients that were up to date out of it: they would be cut as slow.
+        self.read_batch = min(read_batch, tail_size, max_lag)
         self.read_block_ms = read_block_ms
         self.keepalive_seconds = keepalive_seconds
 
@@ -155,6 +158,7 @@ class Hub:
         self._empty = asyncio.Event()
         self._cache_bytes = 0
         self._stopping = False
+        self._lost = False  # the stream was lost and the tail not reloaded yet
 
     # -- lifecycle -----------------------------------------------------------------------
 
@@ -308,13 +312,16 @@ class Hub:
         while not self._stopping:
             try:
                 if not self.loaded.is_set():
-                    await self._load()
+                    # After a loss, the epoch moves on only once the reload succeeded: a
+                    # reload that failed is retried as the same new epoch, never as old.
+                    await self._load(new_epoch=self._lost)
+                    self._lost = False
+                    await self._broadcast()
                 found, entries = await self._read_after_last()
                 self._set_up(True)
                 backoff = 0.1
                 if not found:
-                    await self._stream_lost()
-                    await self._broadcast()
+                    self._stream_lost()
                     continue
                 if not entries:
                     continue
@@ -410,12 +417,13 @@ class Hub:
             return found, []
         return found, cast(list[RawEntry], cast(list[tuple[str, object]], reply)[0][1])
 
-    async def _stream_lost(self) -> None:
-        """The entry we read last is gone: a new epoch, the tail reloaded, clients told."""
+    def _stream_lost(self) -> None:
+        """The entry we read last is gone: the reader reloads the tail as a new epoch and
+        tells every client (``reset``)."""
         metrics.EPOCHS.inc()
         log.warning("stream_lost", extra={"key": self.key, "epoch": self.epoch + 1})
+        self._lost = True
         self.loaded.clear()
-        await self._load(new_epoch=True)
 
     async def _tick_loop(self) -> None:
         """Slow-client cut-offs, the drain schedule and keepalives: one timer."""
@@ -468,6 +476,7 @@ class Hub:
             and client.task is not current
             and (client.live or reason == "slow")
         ):
+            client.hub_cancelled = True
             client.task.cancel()
 
     # -- writing to clients --------------------------------------------------------------
@@ -505,6 +514,9 @@ class Hub:
             # A batch bigger than one chunk takes several writes; the first one the
             # socket cannot take hands the rest to the client's own task.
             cursor = client.cursor
+            if self.behind(cursor):  # a batch bigger than the tail went past it
+                self.cut(client, "slow")
+                continue
             while cursor < head:
                 prepared = messages.get(cursor)
                 if prepared is None:

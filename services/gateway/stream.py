@@ -140,11 +140,10 @@ class StreamEndpoint:
                 return
             except asyncio.CancelledError:
                 hub.unregister(client)
-                if client.closing is None or task is None:
+                if not _cut_by_hub(task, client):
                     raise
-                # Cut off (drain, or the hub moved on too far) while waiting to start.
-                task.uncancel()
-                metrics.REJECTED.labels(client.closing).inc()
+                # Cut off (the hub moved on too far) while waiting to start.
+                metrics.REJECTED.labels(client.closing or "slow").inc()
                 await send_json(send, 503, {"error": f"stream not started: {client.closing}"}, 1)
                 return
             except BaseException:
@@ -157,7 +156,15 @@ class StreamEndpoint:
                     client, retry_frame(self.settings.retry_ms, self.settings.retry_jitter_ms)
                 )
                 metrics.RESUMES.labels(plan.source).inc()
-                await self._write_start(client, plan, snap)
+                if plan.source == "redis":
+                    # A replay can be long: notice meanwhile if the client leaves.
+                    watcher = asyncio.create_task(_watch_disconnect(receive, client))
+                    try:
+                        await self._write_start(client, plan, snap)
+                    finally:
+                        watcher.cancel()
+                else:
+                    await self._write_start(client, plan, snap)
                 client.last_write = asyncio.get_running_loop().time()
                 reason = await hub.follow(client)
                 if reason is None:
@@ -171,10 +178,9 @@ class StreamEndpoint:
                 reason = "redis_error"
                 log.warning("replay_redis_error", extra={"error": type(exc).__name__})
             except asyncio.CancelledError:
-                if client.closing is None or task is None:
+                if not _cut_by_hub(task, client):
                     raise
                 reason = client.closing
-                task.uncancel()
             finally:
                 hub.unregister(client)
             metrics.DISCONNECTS.labels(reason).inc()
@@ -206,7 +212,24 @@ class StreamEndpoint:
             try:
                 async with contextlib.aclosing(pages):
                     async for page in pages:
+                        if client.closing is not None:  # left, or drained: stop reading
+                            return
                         await write(client, page)
             except HistoryGap:
                 metrics.RESUMES.labels("reset").inc()
                 await write(client, reset_bytes(snap, "trimmed"))
+
+
+def _cut_by_hub(task: asyncio.Task[Any] | None, client: Client) -> bool:
+    """Whether the cancel being handled is ``Hub.cut``'s alone (then it is consumed); any
+    other cancel (the server shutting down) must go on."""
+    if task is None or not client.hub_cancelled:
+        return False
+    client.hub_cancelled = False
+    return task.uncancel() == 0
+
+
+async def _watch_disconnect(receive: Any, client: Client) -> None:
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    client.closing = client.closing or "client"

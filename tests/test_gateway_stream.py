@@ -337,6 +337,26 @@ def test_slow_clients_are_cut_off_and_memory_stays_flat(
         sock.close()
 
 
+async def test_the_tail_is_bounded_in_bytes_and_resumes_past_it_come_from_redis(
+    gateway_factory: GatewayFactory, rclient: redis.Redis, keys: Keys
+) -> None:
+    """300 events of ~10 KB (3 MB) with a 1 MiB byte bound: the tail keeps at most twice
+    the bound, and a resume from an event it dropped is replayed from Redis, exactly."""
+    gw = gateway_factory(tail_max_bytes=str(1024 * 1024))
+    big = "x" * 10_000
+    pipe = rclient.pipeline(transaction=False)
+    for i in range(300):
+        pipe.xadd(keys.events, encode_event(ScanQrCode(uuid=f"u{i}", extra=big)))  # type: ignore[arg-type]
+    produced = [str(x) for x in pipe.execute()]
+    # The reader has read them all once the newest comes from memory.
+    assert ids(await collect(gw, 1, last_event_id=produced[-2])) == produced[-1:]
+    assert 0 < gw.metric("wxstream_gateway_tail_bytes") <= 2 * 1024 * 1024
+    assert gw.metric("wxstream_gateway_tail_events") < 300
+    got = await collect(gw, 289, last_event_id=produced[10])
+    assert ids(got) == produced[11:]
+    assert gw.metric("wxstream_gateway_resumes_total", 'source="redis"') == 1
+
+
 def dechunk(raw: bytes) -> bytes:
     """The body of an HTTP/1.1 response with chunked transfer encoding (complete chunks)."""
     _, _, rest = raw.partition(b"\r\n\r\n")

@@ -43,6 +43,7 @@ def build_gateway(settings: GatewaySettings) -> Gateway:
         reader,
         keys.events,
         tail_size=settings.tail_size,
+        tail_max_bytes=settings.tail_max_bytes,
         max_lag=settings.max_lag,
         read_batch=settings.read_batch,
         read_block_ms=settings.read_block_ms,

@@ -64,7 +64,7 @@ class Frame:
     sid: StreamId
     id: str
     event: str
-    data: str
+    data: str  # the JSON text, for the state events only ("" for the rest)
     ts_ms: int
     raw: bytes
 
@@ -111,7 +111,9 @@ def to_frame(seq: int, entry: Entry) -> Frame:
         sid=parse_stream_id(entry.id),
         id=entry.id,
         event=entry.event,
-        data=entry.data,
+        # The JSON text is read back only from the state events (GET /api/state); the
+        # others are kept once, encoded.
+        data=entry.data if entry.event in STATE_EVENTS else "",
         ts_ms=entry.ts_ms,
         raw=frame(entry),
     )
@@ -125,6 +127,7 @@ class Hub:
         *,
         tail_size: int,
         max_lag: int,
+        tail_max_bytes: int = 64 * 1024 * 1024,
         read_batch: int,
         read_block_ms: int,
         keepalive_seconds: float,
@@ -139,7 +142,9 @@ class Hub:
         self.read_block_ms = read_block_ms
         self.keepalive_seconds = keepalive_seconds
 
+        self.tail_max_bytes = tail_max_bytes
         self.frames: list[Frame] = []
+        self.tail_bytes = 0  # of the frames' encoded bytes
         self.sids: list[StreamId] = []
         self.base_seq = 1  # seq of frames[0]
         self.next_seq = 1
@@ -204,22 +209,35 @@ class Hub:
                 )
                 continue
             self.next_seq += 1
+            self.tail_bytes += len(fr.raw)
             self.frames.append(fr)
             self.sids.append(fr.sid)
             if fr.event in STATE_EVENTS:
                 self.latest[fr.event] = fr
             added += 1
-        if len(self.frames) > 2 * self.tail_size:
-            drop = len(self.frames) - self.tail_size
-            del self.frames[:drop]
-            del self.sids[:drop]
-            self.base_seq += drop
+        if len(self.frames) > 2 * self.tail_size or self.tail_bytes > 2 * self.tail_max_bytes:
+            self._trim()
         if added:
             self._clear_cache()
             metrics.TAIL_EVENTS.set(len(self.frames))
+            metrics.TAIL_BYTES.set(self.tail_bytes)
             if wake:
                 self._wake()
         return added
+
+    def _trim(self) -> None:
+        """Down to ``tail_size`` frames and ``tail_max_bytes``, oldest first (always
+        keeping the newest frame). Trimming only past twice either bound keeps it rare."""
+        drop = max(0, len(self.frames) - self.tail_size)
+        dropped_bytes = sum(len(fr.raw) for fr in self.frames[:drop])
+        while drop < len(self.frames) - 1 and self.tail_bytes - dropped_bytes > self.tail_max_bytes:
+            dropped_bytes += len(self.frames[drop].raw)
+            drop += 1
+        del self.frames[:drop]
+        del self.sids[:drop]
+        self.base_seq += drop
+        self.tail_bytes -= dropped_bytes
+        metrics.TAIL_BYTES.set(self.tail_bytes)
 
     def _clear_cache(self) -> None:
         self._cache.clear()
@@ -359,6 +377,7 @@ class Hub:
             older = await self._older_state(newest[-1][0], in_tail)
         self.frames.clear()
         self.sids.clear()
+        self.tail_bytes = 0
         self.latest.clear()
         self.base_seq = self.next_seq
         self._clear_cache()

@@ -80,6 +80,9 @@ PAUSED_WRITES: Final = Counter(
 )
 READER_UP: Final = Gauge("wxstream_gateway_reader_up", "1 while the hub's stream reader is healthy")
 TAIL_EVENTS: Final = Gauge("wxstream_gateway_tail_events", "Events held in the in-memory tail")
+TAIL_BYTES: Final = Gauge(
+    "wxstream_gateway_tail_bytes", "Encoded bytes of the events held in the in-memory tail"
+)
 MALFORMED: Final = Counter(
     "wxstream_gateway_malformed_entries_total", "Stream entries skipped as not relayable"
 )

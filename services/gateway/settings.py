@@ -31,6 +31,8 @@ class GatewaySettings(CommonSettings):
     retry_ms: int = Field(default=2000, ge=100)
     retry_jitter_ms: int = Field(default=3000, ge=0)
     tail_size: int = Field(default=10_000, ge=10)
+    # ... and at most this many bytes of them (whichever bound comes first).
+    tail_max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024 * 1024)
     # A client further behind the newest event than this is cut off; it resumes later.
     max_lag_events: int = Field(default=5_000, ge=1)
     read_batch: int = Field(default=1_000, ge=1)

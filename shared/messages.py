@@ -72,6 +72,11 @@ class ContactCard(BaseModel):
     city: Text | None = None
 
 
+# Characters of text a ``message`` event carries at most (far above a chat message's usual
+# length; WeChat itself limits a text message to a few thousand characters).
+EVENT_TEXT_MAX = 16_384
+
+
 class ChatMessage(BaseModel):
     """A received message, normalized: WeChat's HTML escaping and emoji markup undone.
 
@@ -99,3 +104,13 @@ class ChatMessage(BaseModel):
     mentioned: bool = False
     # WeChat's MsgType (1 text, 3 image, 49 app message, ...), kept for "other".
     wechat_type: int | None = None
+    # Set on a ``message`` event whose text was cut to EVENT_TEXT_MAX characters: the
+    # messages stream (GET /api/messages) holds the whole text.
+    truncated: bool = False
+
+    def for_event(self) -> ChatMessage:
+        """What the ``message`` event carries: this message, its text cut if very long, so
+        one huge message is not relayed whole to every open dashboard."""
+        if len(self.text) <= EVENT_TEXT_MAX:
+            return self
+        return self.model_copy(update={"text": self.text[:EVENT_TEXT_MAX], "truncated": True})

@@ -18,7 +18,7 @@ from services.login.lease import LOCAL_VALIDITY, Held, Lease, LeaseKeeper, Lease
 from services.login.publisher import Fenced, Publisher
 from shared.events import LoggedOut
 from shared.keys import Keys
-from shared.messages import ChatMessage
+from shared.messages import EVENT_TEXT_MAX, ChatMessage
 
 pytest_plugins = ("login_fixtures",)
 
@@ -239,3 +239,32 @@ def test_a_message_stored_twice_is_written_once(client: redis.Redis, keys: Keys)
     assert stored == ["7", "8"]
     events = [f for _, f in _entries(client, keys.events) if f["event"] == "message"]
     assert len(events) == 2
+
+
+def test_a_huge_message_is_stored_whole_and_its_event_carries_a_cut_text(
+    client: redis.Redis, keys: Keys
+) -> None:
+    """2 MB of text: the messages stream (and so GET /api/messages) keeps all of it; the
+    ``message`` event that every open dashboard receives carries the first characters."""
+    lease, state = _holder(client, keys, "a")
+    value = lease.acquire()
+    assert value is not None
+    state.set(Held(value, time.monotonic() + 60))
+    publisher = _publisher(client, keys, state)
+    text = "长消息 🐱 " * 300_000
+    huge = _message(9).model_copy(update={"text": text})
+    assert len(publisher.message(huge)) == 2
+    assert len(publisher.message(_message(10))) == 2
+    stored = [
+        ChatMessage.model_validate_json(f["data"]) for _, f in _entries(client, keys.messages)
+    ]
+    assert [m.text for m in stored] == [text, "hi"]
+    assert not any(m.truncated for m in stored)
+    events = [
+        ChatMessage.model_validate_json(f["data"])
+        for _, f in _entries(client, keys.events)
+        if f["event"] == "message"
+    ]
+    assert (events[0].text, events[0].truncated) == (text[:EVENT_TEXT_MAX], True)
+    assert (events[1].text, events[1].truncated) == ("hi", False)
+    assert events[0].model_copy(update={"text": text, "truncated": False}) == stored[0]

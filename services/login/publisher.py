@@ -42,17 +42,19 @@ return ids
 
 
 # A received message, stored at most once: KEYS[1] the lease, KEYS[2] the message's dedupe
-# key, KEYS[3] messages, KEYS[4] events; ARGV as above plus ARGV[7] the dedupe key's TTL.
+# key, KEYS[3] messages, KEYS[4] events; ARGV as above plus ARGV[7] the dedupe key's TTL and
+# ARGV[8] the event's data (the message with its text cut if very long; ARGV[3], stored in
+# the messages stream, is always whole).
 # A retried publish (a reply lost to a timeout, a reconnect that re-sent the script) finds
 # the dedupe key and writes nothing a second time.
 MESSAGE_LUA = f"""
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return false end
 if not redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[7]) then return {{}} end
 local ids = {{}}
-for i = 3, 4 do
-  ids[#ids + 1] = redis.call('XADD', KEYS[i], 'MAXLEN', '~', ARGV[i + 2], '*',
-    '{FIELD_EVENT}', ARGV[2], '{FIELD_DATA}', ARGV[3], '{FIELD_TS}', ARGV[4])
-end
+ids[1] = redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*',
+  '{FIELD_EVENT}', ARGV[2], '{FIELD_DATA}', ARGV[3], '{FIELD_TS}', ARGV[4])
+ids[2] = redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[6], '*',
+  '{FIELD_EVENT}', ARGV[2], '{FIELD_DATA}', ARGV[8], '{FIELD_TS}', ARGV[4])
 return ids
 """
 
@@ -125,6 +127,8 @@ class Publisher:
             metrics.FENCED.inc()
             raise Fenced("the lease is not held (locally expired or lost)")
         fields = encode(event_name(message), message)
+        event = message.for_event()
+        event_data = fields[FIELD_DATA] if event is message else event.model_dump_json()
         try:
             ids = self._message_script(
                 keys=[
@@ -141,6 +145,7 @@ class Publisher:
                     self.messages_maxlen,
                     self.events_maxlen,
                     DEDUPE_SECONDS,
+                    event_data,
                 ],
             )
         except redis.RedisError:

@@ -52,7 +52,9 @@ function duration(ms) {
 
 /** What a person reads for a message, by type: WeChat text, a file name, a link title... */
 function body(message) {
-  const text = typeof message.text === 'string' ? message.text : '';
+  const full = typeof message.text === 'string' ? message.text : '';
+  // A very long text arrives cut in the live event; GET /api/messages has all of it.
+  const text = message.truncated ? `${full} …` : full;
   const media = message.media || {};
   switch (message.type) {
     case 'text':

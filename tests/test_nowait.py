@@ -37,8 +37,8 @@ async def test_a_write_to_a_writable_socket_completes_without_a_task() -> None:
     assert sock.written == [b"a"]
 
 
-async def test_a_write_to_a_paused_socket_is_finished_by_whoever_awaits_it() -> None:
-    sock = FakeSocket()
+async def paused_write(sock: FakeSocket) -> asyncio.Task[None]:
+    """A write started on a paused socket, handed to a task that awaits its end."""
     sock.writable.clear()
     pending = start_send(sock.send, body(b"a"))
     assert pending is not None
@@ -50,6 +50,12 @@ async def test_a_write_to_a_paused_socket_is_finished_by_whoever_awaits_it() -> 
     task = asyncio.create_task(finish())
     await asyncio.sleep(0)
     assert not task.done()
+    return task
+
+
+async def test_a_write_to_a_paused_socket_is_finished_by_whoever_awaits_it() -> None:
+    sock = FakeSocket()
+    task = await paused_write(sock)
     sock.writable.set()
     await asyncio.wait_for(task, 1)
     assert sock.written == [b"a"]
@@ -57,15 +63,7 @@ async def test_a_write_to_a_paused_socket_is_finished_by_whoever_awaits_it() -> 
 
 async def test_cancelling_the_finisher_abandons_the_write_inside_send() -> None:
     sock = FakeSocket()
-    sock.writable.clear()
-    pending = start_send(sock.send, body(b"a"))
-    assert pending is not None
-
-    async def finish() -> None:
-        await pending
-
-    task = asyncio.create_task(finish())
-    await asyncio.sleep(0)
+    task = await paused_write(sock)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

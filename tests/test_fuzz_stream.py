@@ -6,6 +6,7 @@ other clients are served as before."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import socket
 import time
@@ -230,10 +231,10 @@ def test_slow_loris_connections_do_not_starve_other_clients(
     gateway_factory: GatewayFactory,
 ) -> None:
     """800 connections that send their headers one byte at a time and never finish (and 200
-    that declare a body they never send). uvicorn has no header or body timeout, so it holds
-    them all; a normal client is still served, and quickly."""
+    that declare a body they never send), all within their read deadline (set long here;
+    the next test shows it end them): a normal client is still served, and quickly."""
     raise_fd_limit(8192)
-    gw = gateway_factory()
+    gw = gateway_factory(request_read_timeout_seconds="120")
     auth = gw.auth()
     baseline = []
     for _ in range(20):
@@ -276,10 +277,56 @@ def test_slow_loris_connections_do_not_starve_other_clients(
         f"\nslow loris: 1000 held connections, normal client p95 {p95 * 1000:.1f} ms "
         f"(baseline max {max(baseline) * 1000:.1f} ms), gateway RSS +{rss_mib(gw) - before:.1f} MiB"
     )
-    assert alive == 1000  # nothing closed them: uvicorn has no header/body read timeout
+    assert alive == 1000  # held: their deadline is longer than this test
     assert p95 < 0.5, timings
     assert rss_mib(gw) - before < 50
     assert httpx.get(f"{gw.ops_url}/readyz").status_code == 200
+
+
+def test_requests_not_read_in_time_get_408_and_open_streams_are_untouched(
+    gateway_factory: GatewayFactory, rclient: redis.Redis, keys: Keys
+) -> None:
+    """A connection that sends nothing, one that dribbles its headers, and one that never
+    sends the body it declared are answered 408 and closed once the request deadline
+    passes; a stream opened before them is still delivering after it."""
+    gw = gateway_factory(request_read_timeout_seconds="1")
+    token = gw.token()
+    with contextlib.ExitStack() as stack:
+        stream = stack.enter_context(socket.create_connection(("127.0.0.1", gw.port)))
+        stream.sendall(
+            f"GET /stream HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n".encode()
+        )
+        stream.settimeout(10)
+        assert stream.recv(4096).startswith(b"HTTP/1.1 200")
+        began = time.monotonic()
+        silent, dribble, bodiless = (
+            stack.enter_context(socket.create_connection(("127.0.0.1", gw.port))) for _ in range(3)
+        )
+        dribble.sendall(b"GET /api/state HTTP/1.1\r\nHo")
+        bodiless.sendall(b"POST /api/session HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{")
+        for _ in range(3):  # a byte now and then, within the deadline
+            time.sleep(0.2)
+            dribble.sendall(b"s")
+        answers = [_read_to_close(sock) for sock in (silent, dribble, bodiless)]
+        assert time.monotonic() - began >= 0.9  # not before the deadline
+        for got in answers:
+            assert got.startswith(b"HTTP/1.1 408"), got[:80]
+            assert b'"error"' in got
+        event_id = str(rclient.xadd(keys.events, encode_event(Notification(count=1))))  # type: ignore[arg-type]
+        seen = b""
+        while f"id: {event_id}".encode() not in seen:
+            data = stream.recv(4096)
+            assert data, "the open stream was closed"
+            seen += data
+    assert gw.metric("wxstream_gateway_rejected_total", 'reason="request_read_timeout"') == 3
+
+
+def _read_to_close(sock: socket.socket) -> bytes:
+    sock.settimeout(10)
+    out = b""
+    while data := sock.recv(4096):
+        out += data
+    return out
 
 
 # --- thousands of streams from one address ---------------------------------------------

@@ -18,6 +18,7 @@ from shared.ops_server import EmbeddedServer, ops_server
 
 from .app import create_app, serving_app
 from .deps import Gateway
+from .read_timeout import read_timeout_protocol
 from .settings import GatewaySettings
 
 log = logging.getLogger("wxstream.gateway")
@@ -42,6 +43,7 @@ async def serve(settings: GatewaySettings) -> None:
         uvicorn.Config(
             serving_app(app),
             interface="asgi3",  # Front.__call__ returns the coroutine, it is not one
+            http=read_timeout_protocol(settings.request_read_timeout_seconds),
             host=settings.http_host,
             port=settings.http_port,
             log_config=None,

@@ -41,6 +41,10 @@ class GatewaySettings(CommonSettings):
     max_streams: int = Field(default=20_000, ge=1)
     max_streams_per_client: int = Field(default=64, ge=1)
 
+    # A request (headers and body) not read whole this long after it began is answered
+    # 408 and its connection closed: uvicorn has no such timeout of its own (slow loris).
+    request_read_timeout_seconds: float = Field(default=10.0, gt=0)
+
     # Shutdown: open streams are ended within this many seconds of SIGTERM.
     drain_seconds: float = Field(default=10.0, ge=0)
 

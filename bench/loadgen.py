@@ -278,10 +278,6 @@ class Merged:
                 out[int(k)] = out.get(int(k), 0) + int(v)
         return out
 
-    def first_recv(self) -> float:
-        vals = [float(p["first_recv"]) for p in self.parts if p.get("first_recv")]
-        return min(vals) if vals else 0.0
-
     def last_recv(self) -> float:
         vals = [float(p["last_recv"]) for p in self.parts if p.get("last_recv")]
         return max(vals) if vals else 0.0
@@ -292,9 +288,6 @@ class Merged:
 
     def seconds(self) -> float:
         return max((float(p.get("seconds", 0.0)) for p in self.parts), default=0.0)
-
-    def cpu(self) -> float:
-        return sum(float(p.get("cpu", 0.0)) for p in self.parts)
 
     def catch_up_times(self) -> list[float]:
         out: list[float] = []

@@ -29,11 +29,17 @@ def med(runs, key):
     return statistics.median(vals) if vals else None
 
 
+def _save(fig, outdir, name):
+    fig.tight_layout()
+    fig.savefig(outdir / name, dpi=110)
+    plt.close(fig)
+    return [name]
+
+
 def fanout(results, outdir):
     cases = results.get("fanout", [])
     if not cases:
         return []
-    written = []
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
     kinds = sorted({k for c in cases for k in c["runs"]}, key=list(LABEL).index)
     for kind in kinds:
@@ -73,12 +79,7 @@ def fanout(results, outdir):
     for ax in axes:
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = "fanout.png"
-    fig.savefig(outdir / name, dpi=110)
-    plt.close(fig)
-    written.append(name)
-    return written
+    return _save(fig, outdir, "fanout.png")
 
 
 def idle(results, outdir):
@@ -98,11 +99,7 @@ def idle(results, outdir):
     ax.axhline(12, color="grey", lw=0.8, ls="--")
     ax.set(ylabel="memory per idle stream (KB)", title="Idle streams: RSS per stream")
     ax.tick_params(axis="x", labelsize=8)
-    fig.tight_layout()
-    name = "idle_memory.png"
-    fig.savefig(outdir / name, dpi=110)
-    plt.close(fig)
-    return [name]
+    return _save(fig, outdir, "idle_memory.png")
 
 
 def saturation(results, outdir):
@@ -122,7 +119,8 @@ def saturation(results, outdir):
             ax.annotate(
                 f"{s['rate']:g}/s", (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3)
             )
-    ax.axhline(1000, color="grey", lw=0.8, ls="--")
+    limit = results.get("meta", {}).get("options", {}).get("sat_p99_ms", 1000)
+    ax.axhline(limit, color="grey", lw=0.8, ls="--")
     clients = next(iter(data.values()))[0].get("clients", "?")
     ax.set(
         xscale="log",
@@ -133,11 +131,7 @@ def saturation(results, outdir):
     )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    name = "saturation.png"
-    fig.savefig(outdir / name, dpi=110)
-    plt.close(fig)
-    return [name]
+    return _save(fig, outdir, "saturation.png")
 
 
 def main():

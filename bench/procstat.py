@@ -68,7 +68,7 @@ def raise_nofile(wanted: int = 65_536) -> int:
     return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
 
 
-def _first_line(cmd: list[str]) -> str:
+def tool_version(cmd: list[str]) -> str:
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
@@ -95,10 +95,6 @@ def machine() -> dict[str, str]:
         "python": platform.python_version(),
         "loadavg_at_start": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }
-
-
-def tool_version(cmd: list[str]) -> str:
-    return _first_line(cmd)
 
 
 def listen_drops() -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import subprocess
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,38 @@ def table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
     out = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     out += ["| " + " | ".join(row) + " |" for row in rows]
     return out
+
+
+def section(
+    title: str, intro: str, header: Sequence[str], rows: Sequence[Sequence[str]]
+) -> list[str]:
+    """A report section: its title, what it measures, its table."""
+    return ["", f"## {title}", "", intro, "", *table(header, rows)]
+
+
+def images(plots: Sequence[str], prefix: str) -> list[str]:
+    return ["", *(f"![{name}]({name})" for name in plots if name.startswith(prefix))]
+
+
+RATIO_HEADER = (
+    "case", "peer", "p99 lag (x lower)", "deliveries/s (x)", "server CPU (x lower)",
+    "Redis conns (x fewer)",
+)  # fmt: skip
+IDLE_HEADER = (
+    "server", "opened", "held", "memory/stream", "RSS", "idle CPU", "Redis conns", "connect time",
+)  # fmt: skip
+SATURATION_HEADER = (
+    "server", "best deliveries/s", "at events/s", "p99 there", "server CPU there",
+    "loadgen CPU there", "steps (first run)",
+)  # fmt: skip
+STORM_HEADER = (
+    "server", "clients", "all caught up", "p50", "p99", "Redis commands", "lost", "dup+reord",
+    "resets", "reconnected", "server CPU", "loadgen CPU", "SYNs dropped (backlog full)",
+)  # fmt: skip
+REPLAY_HEADER = (
+    "server", "behind", "entries/s", "time", "lost", "server CPU", "load gen CPU",
+    "Redis commands",
+)  # fmt: skip
 
 
 # -- sections --------------------------------------------------------------------------
@@ -397,7 +429,7 @@ def replay_rows(rp: Result) -> list[list[str]]:
 # -- the whole report --------------------------------------------------------------------
 
 
-def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | None = None) -> None:
+def write(results: Result, out: Path) -> None:
     plots = draw(results, out.parent)
     meta = results.get("meta", {})
     opts = meta.get("options", {})
@@ -445,10 +477,8 @@ def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | Non
     lines += table(["target", "measured (median)", "verdict", "by how much"], targets(results))
     if "fanout" in results or "hot" in results:
         cases = list(results.get("fanout", [])) + list(results.get("hot", []))
-        lines += [
-            "",
-            "## Fan-out",
-            "",
+        lines += section(
+            "Fan-out",
             f"N clients, one producer at a fixed rate for {opts.get('seconds', '?')} s; an event "
             f"not received {opts.get('drain', '?')} s after the last was sent counts as lost. "
             "Lag = client receipt - producer timestamp (1 ms resolution; the id carries the "
@@ -456,75 +486,36 @@ def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | Non
             "clients / (last receipt - first send). Redis conns = `connected_clients` minus the "
             "harness's own; Redis cmds/s = `total_commands_processed` delta minus the producer's "
             "and the harness's (Flask-SSE's fan-out happens inside Redis pub/sub: no commands).",
-            "",
-        ]
-        lines += table(FANOUT_HEADER, fanout_rows(cases))
-        lines += ["", "### Ratios: wxstream vs each peer (same run)", ""]
-        lines += table(
-            [
-                "case",
-                "peer",
-                "p99 lag (x lower)",
-                "deliveries/s (x)",
-                "server CPU (x lower)",
-                "Redis conns (x fewer)",
-            ],
-            ratio_rows(cases),
+            FANOUT_HEADER,
+            fanout_rows(cases),
         )
-        lines += [""] + [f"![{name}]({name})" for name in plots if name.startswith("fanout")]
+        lines += ["", "### Ratios: wxstream vs each peer (same run)", ""]
+        lines += table(RATIO_HEADER, ratio_rows(cases))
+        lines += images(plots, "fanout")
     if "idle" in results:
-        lines += [
-            "",
-            "## Idle capacity",
-            "",
+        lines += section(
+            "Idle capacity",
             "N idle streams; memory per stream = (RSS with N open - RSS after a warm-up) / N, "
             "from `/proc/<pid>/statm`. *Held* = streams that still delivered one event sent "
             "after all were open.",
-            "",
-        ]
-        lines += table(
-            [
-                "server",
-                "opened",
-                "held",
-                "memory/stream",
-                "RSS",
-                "idle CPU",
-                "Redis conns",
-                "connect time",
-            ],
+            IDLE_HEADER,
             idle_rows(results["idle"]),
         )
-        lines += [""] + [f"![{name}]({name})" for name in plots if name.startswith("idle")]
+        lines += images(plots, "idle")
     if "saturation" in results:
-        lines += [
-            "",
-            "## Saturation",
-            "",
+        lines += section(
+            "Saturation",
             f"{opts.get('sat_clients', '?')} clients; the event rate steps up until p99 lag "
             f"passes {fmt(opts.get('sat_p99_ms'), 'ms')} or an event is lost. Best = the highest "
             "deliveries/s of a passing step (median of the repetitions). The steps of the first "
             "repetition are listed.",
-            "",
-        ]
-        lines += table(
-            [
-                "server",
-                "best deliveries/s",
-                "at events/s",
-                "p99 there",
-                "server CPU there",
-                "loadgen CPU there",
-                "steps (first run)",
-            ],
+            SATURATION_HEADER,
             saturation_rows(results["saturation"]),
         )
-        lines += [""] + [f"![{name}]({name})" for name in plots if name.startswith("saturation")]
+        lines += images(plots, "saturation")
     if "storm" in results:
-        lines += [
-            "",
-            "## Reconnect storm",
-            "",
+        lines += section(
+            "Reconnect storm",
             f"N clients drop together, {opts.get('storm_back', '?')} events are written while "
             "they are away, then all reconnect at once, each with its own `Last-Event-ID`, "
             f"while events keep coming at {opts.get('rate', '?')}/s. Caught up = has the newest "
@@ -532,46 +523,15 @@ def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | Non
             "during the storm (producer's excluded). Flask-SSE is not run: pub/sub keeps no "
             "history, it ignores `Last-Event-ID`, and every event sent while a client was away "
             "is lost.",
-            "",
-        ]
-        lines += table(
-            [
-                "server",
-                "clients",
-                "all caught up",
-                "p50",
-                "p99",
-                "Redis commands",
-                "lost",
-                "dup+reord",
-                "resets",
-                "reconnected",
-                "server CPU",
-                "loadgen CPU",
-                "SYNs dropped (backlog full)",
-            ],
+            STORM_HEADER,
             storm_rows(results["storm"]),
         )
     if "replay" in results:
-        lines += [
-            "",
-            "## Replay catch-up",
-            "",
+        lines += section(
+            "Replay catch-up",
             "One client reconnects this many events behind; entries/s = events received / (time "
             "from its connect to its last event). Flask-SSE: not applicable (no history).",
-            "",
-        ]
-        lines += table(
-            [
-                "server",
-                "behind",
-                "entries/s",
-                "time",
-                "lost",
-                "server CPU",
-                "load gen CPU",
-                "Redis commands",
-            ],
+            REPLAY_HEADER,
             replay_rows(results["replay"]),
         )
     lines += ["", "## Message to badge", ""]
@@ -601,10 +561,7 @@ def write(results: Result, out: Path, notes: Callable[[Result], list[str]] | Non
     else:
         status = badge.get("status") if badge else "not run in this report's run"
         lines += [f"**Not measured**: {status}"]
-    if notes is not None:
-        lines += ["", *notes(results)]
-    else:
-        lines += ["", *analysis_notes()]
+    lines += ["", *analysis_notes()]
     if not plots:
         lines += ["", "_(No plots: the peers' virtualenv with matplotlib was not available.)_"]
     out.write_text("\n".join(lines) + "\n")

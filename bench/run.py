@@ -13,6 +13,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import shutil
 import signal
 import subprocess
@@ -227,7 +228,7 @@ async def run(opts: Options) -> dict[str, Any]:
             **{f"peer {k}": v for k, v in peers_env.versions().items()},
         },
         "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(opts).items()},
-        "nofile": raise_nofile(),
+        "nofile": resource.getrlimit(resource.RLIMIT_NOFILE)[0],  # raised in main()
         "code_at_start": code_state(),
     }
     code_dir = snapshot_code()

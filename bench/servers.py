@@ -32,11 +32,6 @@ KEY = Keys(ACCOUNT).events
 
 Kind = Literal["wxstream", "xread", "flask-sse"]
 KINDS: tuple[Kind, ...] = ("wxstream", "xread", "flask-sse")
-LABELS: dict[str, str] = {
-    "wxstream": "wxstream gateway",
-    "xread": "sse-starlette + XREAD per client",
-    "flask-sse": "Flask-SSE (gunicorn+gevent, pub/sub)",
-}
 
 
 @dataclass
@@ -51,10 +46,6 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     module: str = "services.gateway"  # or an experiment module
     code_dir: Path = REPO  # where services/ and shared/ are imported from (a run's snapshot)
-
-    @property
-    def label(self) -> str:
-        return LABELS[self.kind]
 
     @property
     def mode(self) -> Mode:

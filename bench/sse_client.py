@@ -132,14 +132,12 @@ class SseClient(asyncio.Protocol):
         first_seq: int,
         *,
         strict: bool = False,
-        on_progress: asyncio.Event | None = None,
     ) -> None:
         self.request = request
         self.tally_ref = tally_ref  # [current tally]: the worker swaps windows under us
         self.order = Order(first_seq)
         self.window_start = first_seq
         self.strict = strict
-        self.on_progress = on_progress
         self.transport: asyncio.Transport | None = None
         self.status = 0
         self.headers_done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -309,8 +307,6 @@ class SseClient(asyncio.Protocol):
             tally.last_recv = now
         if self.catch_up_to and not self.caught_up_at and order.top >= self.catch_up_to:
             self.caught_up_at = now
-        if self.on_progress is not None:
-            self.on_progress.set()
 
     def _strict(self, block: bytes, now: float) -> None:
         """Parse like EventSource: fields per line, an event per blank line."""

@@ -511,6 +511,8 @@ class Hub:
             return
         loop = asyncio.get_running_loop()
         head = self.head_seq
+        # behind(cursor) for this head, as one comparison per client.
+        lowest = max(self.base_seq - 1, head - self.max_lag)
         now = loop.time()
         messages: dict[int, tuple[Message, Chunk]] = {}
         reset: Message | None = None
@@ -533,7 +535,7 @@ class Hub:
             # A batch bigger than one chunk takes several writes; the first one the
             # socket cannot take hands the rest to the client's own task.
             cursor = client.cursor
-            if self.behind(cursor):  # a batch bigger than the tail went past it
+            if cursor < lowest:  # a batch bigger than the tail went past it
                 self.cut(client, "slow")
                 continue
             while cursor < head:

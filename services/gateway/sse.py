@@ -51,7 +51,12 @@ _RELAYED_BYTES: Final = frozenset(name.encode() for name in RELAYED_EVENTS)
 
 
 def frame(entry: Entry) -> bytes:
-    return f"id: {entry.id}\nevent: {entry.event}\ndata: {entry.data}\n\n".encode()
+    return _frame(entry.id.encode(), entry.event.encode(), entry.data.encode())
+
+
+def _frame(entry_id: bytes, event: bytes, data: bytes) -> bytes:
+    """The one place the frame of a stream entry is spelled out."""
+    return b"".join((b"id: ", entry_id, b"\nevent: ", event, b"\ndata: ", data, b"\n\n"))
 
 
 def control_frame(event: str, data: dict[str, object]) -> bytes:
@@ -87,7 +92,7 @@ def frame_fields(entry_id: bytes, fields: list[bytes]) -> bytes | None:
         except ValueError:  # invalid JSON, or not UTF-8 (which the general path replaces)
             pass
         else:
-            return b"".join((b"id: ", entry_id, b"\nevent: ", event, b"\ndata: ", data, b"\n\n"))
+            return _frame(entry_id, event, data)
     try:
         entry = decode(entry_id, dict(zip(fields[::2], fields[1::2], strict=False)))
     except MalformedEntry:

@@ -294,9 +294,7 @@ def _sender(
 
 def is_message(msg: Mapping[str, Any]) -> bool:
     """False for what itchat queues besides messages (contact-list updates, status syncs)."""
-    if "MsgType" not in msg:
-        return False
-    return _int(msg.get("MsgType")) not in NOT_MESSAGES
+    return "MsgType" in msg and is_raw_message(msg)
 
 
 def is_raw_message(entry: Mapping[str, Any]) -> bool:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import redis
 from pydantic import BaseModel
@@ -89,27 +89,32 @@ class Publisher:
         self, streams: Sequence[tuple[str, int]], name: str, payload: BaseModel
     ) -> list[str]:
         """XADD one entry to every ``(key, maxlen)`` if we hold the lease; else :class:`Fenced`."""
+        fields = encode(name, payload)
+        return self._fenced(
+            self._script,
+            [key for key, _ in streams],
+            [
+                fields[FIELD_EVENT],
+                fields[FIELD_DATA],
+                fields[FIELD_TS],
+                *(maxlen for _, maxlen in streams),
+            ],
+        )
+
+    def _fenced(self, script: Any, keys: list[str], args: list[Any]) -> list[str]:
+        """Run a script whose KEYS[1] is the lease and ARGV[1] our lease value; it answers
+        false (None here) when the lease in Redis is another owner's: :class:`Fenced`."""
         value = self.lease.value()
         if value is None:
             metrics.FENCED.inc()
             raise Fenced("the lease is not held (locally expired or lost)")
-        fields = encode(name, payload)
         try:
-            ids = self._script(
-                keys=[self.keys.login_lease, *(key for key, _ in streams)],
-                args=[
-                    value,
-                    fields[FIELD_EVENT],
-                    fields[FIELD_DATA],
-                    fields[FIELD_TS],
-                    *(maxlen for _, maxlen in streams),
-                ],
-            )
+            ids = script(keys=[self.keys.login_lease, *keys], args=[value, *args])
         except redis.RedisError:
             REDIS_UP.set(0)
             raise
         REDIS_UP.set(1)
-        if not ids:
+        if ids is None:
             metrics.FENCED.inc()
             raise Fenced("the lease in Redis holds another owner's token")
         return [str(i) for i in ids]
@@ -122,40 +127,22 @@ class Publisher:
     def message(self, message: ChatMessage) -> list[str]:
         """Store a received message (messages stream + ``message`` event) once; an empty
         list when this message id was stored already."""
-        value = self.lease.value()
-        if value is None:
-            metrics.FENCED.inc()
-            raise Fenced("the lease is not held (locally expired or lost)")
         fields = encode(event_name(message), message)
         event = message.for_event()
         event_data = fields[FIELD_DATA] if event is message else event.model_dump_json()
-        try:
-            ids = self._message_script(
-                keys=[
-                    self.keys.login_lease,
-                    self.keys.message_seen(message.id),
-                    self.keys.messages,
-                    self.keys.events,
-                ],
-                args=[
-                    value,
-                    fields[FIELD_EVENT],
-                    fields[FIELD_DATA],
-                    fields[FIELD_TS],
-                    self.messages_maxlen,
-                    self.events_maxlen,
-                    DEDUPE_SECONDS,
-                    event_data,
-                ],
-            )
-        except redis.RedisError:
-            REDIS_UP.set(0)
-            raise
-        REDIS_UP.set(1)
-        if ids is None:
-            metrics.FENCED.inc()
-            raise Fenced("the lease in Redis holds another owner's token")
-        return [str(i) for i in ids]
+        return self._fenced(
+            self._message_script,
+            [self.keys.message_seen(message.id), self.keys.messages, self.keys.events],
+            [
+                fields[FIELD_EVENT],
+                fields[FIELD_DATA],
+                fields[FIELD_TS],
+                self.messages_maxlen,
+                self.events_maxlen,
+                DEDUPE_SECONDS,
+                event_data,
+            ],
+        )
 
     def dead_letter(self, name: str, payload: BaseModel) -> str:
         return self.append([(self.keys.dead_letters, self.dead_letters_maxlen)], name, payload)[0]

@@ -478,6 +478,7 @@ def _assert_still_logged_in(rig: LoginRig, proc: LoginProc, since: str) -> None:
     assert proc.alive
     assert proc.metric("wxstream_login_logged_in") == 1.0
     assert rig.phone.state()["logged_in"]
+    assert rig.phone.state()["faults"] == {}  # every injected answer was served
     log = proc.log_text()
     for bad in ("pump_error", "driver_error", "message_unparseable"):
         assert bad not in log, bad

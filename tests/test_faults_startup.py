@@ -58,6 +58,7 @@ async def test_services_started_before_redis_wait_not_ready_then_work(
     assert int(refused.headers["retry-after"]) > 0
     assert refused.json()["error"]
     listener = Recorder(f"{gw.url}/stream", token).start()
+    await listener.wait_for(lambda r: bool(r.refusals))  # turned away while Redis is down
 
     await asyncio.to_thread(late_redis.start)
     for name, url in ops.items():

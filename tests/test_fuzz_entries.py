@@ -14,6 +14,7 @@ import pytest
 import redis
 from fault_fixtures import Recorder
 from gateway_fixtures import GatewayFactory
+from procs import wait_for
 
 from shared.events import Notification
 from shared.keys import Keys
@@ -60,10 +61,17 @@ async def test_malformed_entries_are_skipped_live_and_in_replay(
     token = await asyncio.to_thread(gw.token)
     first = str(rclient.xadd(keys.events, encode_event(Notification(count=0))))  # type: ignore[arg-type]
     live = Recorder(f"{gw.url}/stream", token, first).start()
+    # Open (and parked at the head) before anything is written: it reads them all live.
+    await live.wait_for(lambda r: r.connects == 1)
+    await asyncio.to_thread(wait_for, lambda: gw.metric("wxstream_gateway_connections") == 1)
     good: list[str] = []
-    for i, fields in enumerate([*HAND_WRITTEN, *random_entries(8)], start=1):
-        rclient.xadd(keys.events, fields)  # type: ignore[arg-type]
-        good.append(str(rclient.xadd(keys.events, encode_event(Notification(count=i)))))  # type: ignore[arg-type]
+
+    def write_all() -> None:
+        for i, fields in enumerate([*HAND_WRITTEN, *random_entries(8)], start=1):
+            rclient.xadd(keys.events, fields)  # type: ignore[arg-type]
+            good.append(str(rclient.xadd(keys.events, encode_event(Notification(count=i)))))  # type: ignore[arg-type]
+
+    await asyncio.to_thread(write_all)
     await live.wait_for(lambda r: r.ids[-1:] == good[-1:])
     # A late client replays all of it from Redis (the tail holds only 10 entries).
     late = Recorder(f"{gw.url}/stream", token, first).start()

@@ -222,14 +222,19 @@ def test_keeper_gives_the_lease_up_locally_when_redis_stays_unreachable() -> Non
         keeper.join(2)
 
 
-def test_a_message_stored_twice_is_written_once(client: redis.Redis, keys: Keys) -> None:
-    """A retried store (its first reply lost to a timeout) or a redelivery by WeChat: the
-    second store writes nothing, so the notifier never sees it straddle a mark-read."""
+def _publishing(client: redis.Redis, keys: Keys) -> Publisher:
+    """A publisher whose process holds the lease."""
     lease, state = _holder(client, keys, "a")
     value = lease.acquire()
     assert value is not None
     state.set(Held(value, time.monotonic() + 60))
-    publisher = _publisher(client, keys, state)
+    return _publisher(client, keys, state)
+
+
+def test_a_message_stored_twice_is_written_once(client: redis.Redis, keys: Keys) -> None:
+    """A retried store (its first reply lost to a timeout) or a redelivery by WeChat: the
+    second store writes nothing, so the notifier never sees it straddle a mark-read."""
+    publisher = _publishing(client, keys)
     assert len(publisher.message(_message(7))) == 2
     assert publisher.message(_message(7)) == []
     assert len(publisher.message(_message(8))) == 2
@@ -246,11 +251,7 @@ def test_a_huge_message_is_stored_whole_and_its_event_carries_a_cut_text(
 ) -> None:
     """2 MB of text: the messages stream (and so GET /api/messages) keeps all of it; the
     ``message`` event that every open dashboard receives carries the first characters."""
-    lease, state = _holder(client, keys, "a")
-    value = lease.acquire()
-    assert value is not None
-    state.set(Held(value, time.monotonic() + 60))
-    publisher = _publisher(client, keys, state)
+    publisher = _publishing(client, keys)
     text = "长消息 🐱 " * 300_000
     huge = _message(9).model_copy(update={"text": text})
     assert len(publisher.message(huge)) == 2
